@@ -1,0 +1,1 @@
+"""Pure-Python core of karma_memory: no rclpy import anywhere below this package."""
