@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import Counter, defaultdict
+import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -83,10 +84,13 @@ class TypeIndex:
     (chromadb's default embedding function would try to download a model).
     """
 
-    def __init__(self, embedder: Embedder, path: Path | None = None, collection: str = "object_types") -> None:
+    def __init__(self, embedder: Embedder, path: Path | None = None) -> None:
         import chromadb
         from chromadb.config import Settings
 
+        # In-process (ephemeral) chroma clients share one store, so each index gets its own collection;
+        # the embedding dimension is in the name so a different model never mixes with stored vectors.
+        collection = f"object_types_{embedder.dim}" + ("" if path is not None else f"_{uuid.uuid4().hex[:12]}")
         settings = Settings(anonymized_telemetry=False, allow_reset=True)
         self._client = (chromadb.PersistentClient(path=str(path), settings=settings) if path is not None
                         else chromadb.EphemeralClient(settings=settings))
@@ -167,14 +171,27 @@ class LongTermMemory:
         self._area_ids = sg.area_ids(self.graph)
         self._area_xz = np.array([[self.graph.nodes[a]["position"][0], self.graph.nodes[a]["position"][2]]
                                   for a in self._area_ids]).reshape(-1, 2)
-        self._area_types: dict[str, Counter[str]] = defaultdict(Counter)
+        self._area_row = {a: i for i, a in enumerate(self._area_ids)}
+        self._type_columns: dict[str, int] = {}
+        self._area_type_counts = np.zeros((len(self._area_ids), 16), np.int32)
         self._type_objects: dict[str, set[str]] = defaultdict(set)
         for obj in sg.object_ids(self.graph):
             data = self.graph.nodes[obj]
             self._type_objects[data["object_type"]].add(obj)
-            if data.get("area"):
-                self._area_types[data["area"]][data["object_type"]] += 1
+            self._count(data.get("area"), data["object_type"], +1)
         self._pending_types: set[str] = set(self._type_objects)
+
+    def _count(self, area: str | None, object_type: str, delta: int) -> None:
+        column = self._type_column(object_type)
+        row = self._area_row.get(area) if area else None
+        if row is not None:
+            self._area_type_counts[row, column] += delta
+
+    def area_type_counts(self, area: str) -> dict[str, int]:
+        """Object type → count in one area."""
+        row = self._area_row[area]
+        return {t: int(self._area_type_counts[row, c]) for t, c in self._type_columns.items()
+                if self._area_type_counts[row, c] > 0}
 
     def _area_of(self, position: Sequence[float]) -> str | None:
         if not len(self._area_ids):
@@ -208,14 +225,10 @@ class LongTermMemory:
             return change
         if old_type is not None:
             self._type_objects[old_type].discard(obs.object_id)
-            if old_area:
-                self._area_types[old_area][old_type] -= 1
-                if self._area_types[old_area][old_type] <= 0:
-                    del self._area_types[old_area][old_type]
+            self._count(old_area, old_type, -1)
         if change.kind != "removed":
             self._type_objects[obs.object_type].add(obs.object_id)
-            if change.area_id:
-                self._area_types[change.area_id][obs.object_type] += 1
+            self._count(change.area_id, obs.object_type, +1)
             if obs.object_type not in (self._index._known if self._index else ()):
                 self._pending_types.add(obs.object_type)
         return change
@@ -242,46 +255,61 @@ class LongTermMemory:
         """Area id → (x, z): what Explore drives to."""
         return sg.area_positions(self.graph)
 
+    def _type_column(self, object_type: str) -> int:
+        column = self._type_columns.get(object_type)
+        if column is None:
+            column = self._type_columns[object_type] = len(self._type_columns)
+            if column >= self._area_type_counts.shape[1]:
+                grown = np.zeros((len(self._area_ids), max(16, 2 * column)), np.int32)
+                grown[:, : self._area_type_counts.shape[1]] = self._area_type_counts
+                self._area_type_counts = grown
+        return column
+
     def rank_areas(self, object_type: str, k: int | None = None, use_semantic: bool = True) -> list[AreaScore]:
         """Rank areas by how likely ``object_type`` is there, best first.
 
         score = evidence_weight · [the type was last seen in the area]
               + prior_weight · max P(receptacle in area | type) over the area's receptacles (iTHOR statistics)
               + semantic_weight · max cosine(type, other types in the area) (MiniLM via the chroma index)
+        Vectorised over an areas × types count matrix, so it stays fast for thousands of areas.
         """
         if not isinstance(object_type, str) or not object_type.strip():
             raise UnknownObjectError(f"cannot rank areas for object type {object_type!r}")
         cfg = self.config
-        evidence: dict[str, float] = defaultdict(float)
+        n_types = len(self._type_columns)
+        present = self._area_type_counts[:, :n_types] > 0
+        names = sorted(self._type_columns, key=self._type_columns.get)
+        prior_table = receptacle_priors().get(object_type, {})
+        prior_vec = np.array([prior_table.get(t, 0.0) for t in names])
+        sem_vec = np.zeros(n_types)
+        if use_semantic and cfg.semantic_weight > 0 and n_types:
+            for other, sim in self.index.similar_types(TypeIndex.describe(object_type), cfg.semantic_neighbours):
+                if other != object_type and other in self._type_columns:
+                    sem_vec[self._type_columns[other]] = max(sim, 0.0)
+        prior = (present * prior_vec).max(axis=1) if n_types else np.zeros(len(self._area_ids))
+        semantic = (present * sem_vec).max(axis=1) if n_types else np.zeros(len(self._area_ids))
+        evidence = np.zeros(len(self._area_ids))
         for obj in self._type_objects.get(object_type, ()):
             area = self.graph.nodes[obj].get("area")
-            if area:
-                evidence[area] = 1.0
-        prior_table = receptacle_priors().get(object_type, {})
-        similar: dict[str, float] = {}
-        if use_semantic and cfg.semantic_weight > 0 and self._area_ids:
-            similar = {t: s for t, s in self.index.similar_types(TypeIndex.describe(object_type),
-                                                                 cfg.semantic_neighbours) if t != object_type}
-        scores = []
-        for area in self._area_ids:
-            types = self._area_types.get(area, Counter())
-            prior = max((prior_table.get(t, 0.0) for t in types), default=0.0)
-            semantic = max((similar.get(t, 0.0) for t in types), default=0.0)
-            score = cfg.evidence_weight * evidence.get(area, 0.0) + cfg.prior_weight * prior \
-                + cfg.semantic_weight * max(semantic, 0.0)
+            if area in self._area_row:
+                evidence[self._area_row[area]] = 1.0
+        score = cfg.evidence_weight * evidence + cfg.prior_weight * prior + cfg.semantic_weight * semantic
+        order = np.lexsort((np.arange(len(score)), -score))[: k or len(score)]
+        ranked = []
+        for row in order:
             reasons = []
-            if evidence.get(area):
+            if evidence[row]:
                 reasons.append(f"{object_type} last seen here")
-            if prior > 0:
-                best = max(types, key=lambda t: prior_table.get(t, 0.0))
-                reasons.append(f"{object_type} is often in {best} (p={prior:.2f})")
-            if semantic > 0:
-                best = max(types, key=lambda t: similar.get(t, 0.0))
-                reasons.append(f"similar to {best} ({semantic:.2f})")
-            scores.append(AreaScore(area, tuple(self.graph.nodes[area]["position"]), round(score, 4),
+            if prior[row] > 0:
+                best = names[int(np.argmax(present[row] * prior_vec))]
+                reasons.append(f"{object_type} is often in {best} (p={prior[row]:.2f})")
+            if semantic[row] > 0:
+                best = names[int(np.argmax(present[row] * sem_vec))]
+                reasons.append(f"similar to {best} ({semantic[row]:.2f})")
+            area = self._area_ids[row]
+            ranked.append(AreaScore(area, tuple(self.graph.nodes[area]["position"]), round(float(score[row]), 4),
                                     "; ".join(reasons) or "no evidence"))
-        scores.sort(key=lambda s: (-s.score, int(s.area_id.rsplit("_", 1)[1])))
-        return scores[:k] if k else scores
+        return ranked
 
     def to_prompt(self, areas: Iterable[str] | None = None, include_movable: bool = True) -> str:
         """Paper-format topological graph text."""

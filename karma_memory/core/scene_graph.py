@@ -46,6 +46,8 @@ FLOOR, AREA, OBJECT = "floor", "area", "object"
 STRUCTURAL = "contains"
 NAVIGABLE = "navigable"
 HISTORY_LENGTH = 8  # provenance entries kept per object
+OBJECT_KEYS = frozenset({"object_type", "position", "states", "movable", "last_seen", "first_seen", "observations",
+                         "history", "version"})
 
 
 @dataclass(frozen=True)
@@ -336,12 +338,18 @@ def validate_graph(graph: nx.DiGraph) -> list[str]:
         if level not in (FLOOR, AREA, OBJECT):
             problems.append(f"{node}: unknown level {level!r}")
         elif level == OBJECT:
+            missing = OBJECT_KEYS - data.keys()
+            if missing:
+                problems.append(f"{node}: object node lacks {sorted(missing)}")
+                continue
             parents = [p for p in graph.predecessors(node) if graph.nodes[p].get("level") == AREA]
             if len(parents) > 1:
                 problems.append(f"{node}: {len(parents)} parent areas")
-            if not all(math.isfinite(v) for v in data["position"]):
+            if len(data["position"]) != 3 or not all(math.isfinite(v) for v in data["position"]):
                 problems.append(f"{node}: non-finite position")
         elif level == AREA:
+            if len(data.get("position") or ()) != 3:
+                problems.append(f"{node}: area without a 3D position")
             floors = [p for p in graph.predecessors(node) if graph.nodes[p].get("level") == FLOOR]
             if len(floors) != 1:
                 problems.append(f"{node}: {len(floors)} parent floors")
@@ -364,12 +372,15 @@ def graph_from_data(data: Mapping[str, Any]) -> nx.DiGraph:
     """
     try:
         graph = nx.node_link_graph(data, directed=True, multigraph=False, edges="edges")
-    except (KeyError, TypeError, nx.NetworkXError) as err:
+    except (KeyError, TypeError, AttributeError, ValueError, nx.NetworkXError) as err:
         raise InvalidObservationError(f"scene graph data is malformed: {err!r}") from err
-    for _, node in graph.nodes(data=True):
-        for key in ("position", "size"):
-            if node.get(key) is not None:
-                node[key] = tuple(float(v) for v in node[key])
+    try:
+        for _, node in graph.nodes(data=True):
+            for key in ("position", "size"):
+                if node.get(key) is not None:
+                    node[key] = tuple(float(v) for v in node[key])
+    except (TypeError, ValueError) as err:
+        raise InvalidObservationError(f"scene graph data has a malformed position or size: {err}") from err
     graph.graph.setdefault("tombstones", {})
     graph.graph.setdefault("pending", {})
     graph.graph.setdefault("version", 0)
