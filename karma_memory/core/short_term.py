@@ -20,7 +20,7 @@ import numpy as np
 from karma_memory.core.embedding import Embedder
 from karma_memory.core.errors import ConfigError, MemoryFileError, UnknownObjectError
 from karma_memory.core.persistence import read_envelope_with_fallback, write_envelope
-from karma_memory.core.policies import PolicyConfig, make_policy
+from karma_memory.core.policies import PolicyConfig, make_policy, policy_from_state
 from karma_memory.core.types import OBJECT_STATES, ObjectObservation, ObservationKind, Vec3
 
 __all__ = ["MemoryUnit", "StmConfig", "StmStats", "ShortTermMemory", "STM_FILE"]
@@ -321,11 +321,10 @@ class ShortTermMemory:
                 raw = dict(raw, position=tuple(raw["position"]), states=tuple(raw["states"]))
                 unit = MemoryUnit(**raw)
                 units[unit.object_id] = unit
-            policy = make_policy(self.config.policy_config())
-            policy = type(policy).from_state(payload["policy_state"])
+            policy = policy_from_state(payload["policy_state"])
             stats = StmStats(**payload["stats"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise MemoryFileError(f"{used}: short-term memory contents are malformed: {err!r}") from err
+        except (KeyError, TypeError, ValueError, AttributeError, MemoryFileError) as err:
+            raise MemoryFileError(f"{used}: short-term memory contents are malformed: {err}") from err
         if set(policy.keys()) != set(units) or len(units) > self.config.capacity:
             raise MemoryFileError(f"{used}: policy state and units disagree, or exceed capacity "
                                   f"{self.config.capacity}")
