@@ -190,5 +190,5 @@ class CameraFrame:
     intrinsics: CameraIntrinsics
     world_from_camera: np.ndarray
     stamp: float = 0.0
-    frame_id: str = "camera_optical"
+    frame_id: str = "camera_optical_frame"
     metadata_objects: list[dict] | None = field(default=None, repr=False)
