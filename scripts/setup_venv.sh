@@ -26,14 +26,16 @@ fi
 # 2. The venv.
 [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PY" -m venv "$VENV"; }
 export VIRTUAL_ENV=$VENV PATH=$VENV/bin:$PATH
-PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
+pip_quiet() {  # this machine's pip config names local mirrors that may be absent: hide that noise only
+  "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "is ignored: it is neither" >&2)
+}
 
 # 3. Third-party packages (pinned in requirements/*.txt).
 h=$(hash_of requirements/*.txt)
 if ! done_stage deps "$h"; then
   log "pip install requirements (first time: a few minutes)"
-  $PIP install -r requirements/ros.txt -r requirements/core.txt -r requirements/dev.txt
-  $PIP install --no-deps -r requirements/scene-data.txt
+  pip_quiet install -r requirements/ros.txt -r requirements/core.txt -r requirements/dev.txt
+  pip_quiet install --no-deps -r requirements/scene-data.txt
   mark_stage deps "$h"
 fi
 
@@ -43,7 +45,8 @@ if ! done_stage interfaces "$h"; then
   log "building karma_interfaces"
   PYINC=$(python -c "import sysconfig; print(sysconfig.get_paths()['include'])")
   NPINC=$(python -c "import numpy; print(numpy.get_include())")
-  grep -rl '/opt/python/cp311-cp311' "$VENV/share" --include='*.cmake' 2>/dev/null | xargs -r sed -i \
+  # the wheels' exported CMake files name the build machine's interpreter: repoint them (none left = fine)
+  { grep -rl '/opt/python/cp311-cp311' "$VENV/share" --include='*.cmake' 2>/dev/null || true; } | xargs -r sed -i \
     -e "s#/opt/python/cp311-cp311/include/python3.11#$PYINC#g" \
     -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NPINC#g"
   rm -rf build/karma_interfaces
@@ -59,7 +62,7 @@ fi
 h=$(hash_of setup.py setup.cfg package.xml)
 if ! done_stage package "$h"; then
   log "pip install -e ."
-  $PIP install --no-deps --no-build-isolation -e .
+  pip_quiet install --no-deps --no-build-isolation -e .
   mark_stage package "$h"
 fi
 python scripts/install_share.py "$VENV"
