@@ -35,6 +35,8 @@ __all__ = [
     "nearest_area",
     "apply_observation",
     "changes_since",
+    "previous_parent",
+    "describe_object",
     "to_prompt",
     "validate_graph",
     "graph_to_data",
@@ -250,7 +252,8 @@ def apply_observation(graph: nx.DiGraph, obs: ObjectObservation, move_threshold:
         return GraphChange("ignored", obs.object_id, int(graph.graph["version"]))
     area = area_fn(obs.position)
     version = _bump(graph)
-    entry = {"stamp": obs.stamp, "kind": obs.kind.value, "source": obs.source, "robot_id": obs.robot_id}
+    entry = {"stamp": obs.stamp, "kind": obs.kind.value, "source": obs.source, "robot_id": obs.robot_id,
+             "parents": [r.target_id for r in obs.relations if r.predicate != "near"]}
     if existing is None:
         graph.graph["tombstones"].pop(obs.object_id, None)
         graph.add_node(obs.object_id, level=OBJECT, object_type=obs.object_type, position=obs.position,
@@ -277,6 +280,17 @@ def apply_observation(graph: nx.DiGraph, obs: ObjectObservation, move_threshold:
         _set_relations(graph, obs.object_id, obs.relations)
     kind = "moved" if moved else "state_changed" if states_changed else "seen"
     return GraphChange(kind, obs.object_id, version, area)
+
+
+def previous_parent(graph: nx.DiGraph, object_id: str) -> str | None:
+    """The receptacle the object was on/in before its current one ("put it back where it was")."""
+    history = get_object(graph, object_id)["history"]
+    current = history[-1].get("parents", []) if history else []
+    for entry in reversed(history[:-1]):
+        parents = [p for p in entry.get("parents", []) if p not in current]
+        if parents:
+            return parents[0]
+    return None
 
 
 def changes_since(graph: nx.DiGraph, version: int) -> tuple[list[str], list[str]]:

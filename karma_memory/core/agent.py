@@ -1,0 +1,194 @@
+"""The closed-loop agent: plan with memory, run skills, observe, correct memory, replan.
+
+Beyond the paper's open-loop planning (karma_spec.md §4.3): after every skill the agent folds
+what it sees into memory; when a skill fails, or the world contradicts memory (the object is not
+where memory said), it corrects the memory and replans the sub-instruction from the current state.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from karma_memory.core.errors import KarmaMemoryError
+from karma_memory.core.long_term import thor_object_observations
+from karma_memory.core.memory_access import AgentMemory
+from karma_memory.core.planner.base import Plan, PlannerBackend, PlanningContext
+from karma_memory.core.skills import SkillCall, SkillCost, SkillExecutor, SkillResult
+from karma_memory.core.types import ObjectObservation, ObservationKind
+
+__all__ = ["StepRecord", "InstructionReport", "KarmaAgent"]
+
+#: (skill, object state key, desired value): skip the call when perception already shows that state
+_IDEMPOTENT = {"OpenObject": ("isOpen", True), "CloseObject": ("isOpen", False),
+               "ToggleOn": ("isToggled", True), "ToggleOff": ("isToggled", False),
+               "SwitchOn": ("isToggled", True), "SwitchOff": ("isToggled", False)}
+
+
+@dataclass
+class StepRecord:
+    """One executed (or skipped) skill."""
+
+    call: SkillCall
+    result: SkillResult
+    skipped: bool = False
+
+
+@dataclass
+class InstructionReport:
+    """What running one (sub-)instruction did."""
+
+    instruction: str
+    success: bool = False
+    message: str = ""
+    steps: list[StepRecord] = field(default_factory=list)
+    plans: list[Plan] = field(default_factory=list)
+    replans: int = 0
+    explorations: int = 0
+    cost: SkillCost = SkillCost()
+    recalled: list[str] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+
+class KarmaAgent:
+    """Runs instructions on a SkillExecutor with a planner backend and (optional) memories.
+
+    Args:
+        executor: where skills run (embedded simulator, AI2-THOR, or a ROS action client).
+        backend: the planner (symbolic by default).
+        memory: both memories behind AgentMemory (ablations disable either).
+        known_types: the scene's object types, given to the planner (as SMART-LLM/LoTa-Bench do).
+        max_replans: replans allowed per sub-instruction after a failed step.
+        on_step: called after every executed skill (the benchmark updates its goal tracker here).
+    """
+
+    def __init__(self, executor: SkillExecutor, backend: PlannerBackend, memory: AgentMemory,
+                 known_types: Sequence[str], area_ids: Sequence[str] = (), max_replans: int = 2,
+                 on_step: Callable[[StepRecord], None] | None = None, clock: Callable[[], float] | None = None) -> None:
+        self.executor, self.backend, self.memory = executor, backend, memory
+        self.known_types = list(known_types)
+        self.area_ids = list(area_ids)
+        self.max_replans = max_replans
+        self.on_step = on_step
+        self.completed: list[str] = []
+        self._sim_time = 0.0
+        self._clock = clock
+
+    # ---- observation --------------------------------------------------------------------------------
+    def _stamp(self) -> float:
+        return self._clock() if self._clock else self._sim_time
+
+    def held_object(self) -> str | None:
+        """The object id in the robot's hand, from what it perceives."""
+        for obj in self.executor.visible_objects():
+            if obj.get("isPickedUp"):
+                return str(obj["objectId"])
+        return None
+
+    def observe(self, acted: set[str] = frozenset(), derived: dict[str, tuple[str, ...]] | None = None,
+                skill: str = "") -> None:
+        """Fold what the robot sees into memory; objects it acted on count as used (STM material)."""
+        visible = self.executor.visible_objects()
+        observations: list[ObjectObservation] = []
+        for obs in thor_object_observations(visible, stamp=self._stamp(), source="perception"):
+            if obs.object_id in acted or (derived and obs.object_id in derived):
+                states = tuple(dict.fromkeys(s for s in obs.states + (derived or {}).get(obs.object_id, ())
+                                             if s != "none"))
+                obs = ObjectObservation(obs.object_id, obs.object_type, obs.position, ObservationKind.MOVED,
+                                        obs.size, states, obs.relations, obs.movable, obs.stamp,
+                                        f"skill:{skill}", obs.robot_id, obs.confidence)
+            observations.append(obs)
+        self.memory.observe(observations)
+
+    def _washed(self) -> dict[str, tuple[str, ...]]:
+        """Objects in a sink basin under a running faucet: washed (THOR has no state for a washed apple)."""
+        visible = self.executor.visible_objects()
+        if not any(o.get("objectType") == "Faucet" and o.get("isToggled") for o in visible):
+            return {}
+        return {o["objectId"]: ("cleaned",) for o in visible
+                if any(p.split("|", 1)[0] in ("SinkBasin", "Sink", "BathtubBasin") for p in o.get("parentReceptacles") or [])}
+
+    # ---- execution ------------------------------------------------------------------------------------
+    def _state_already(self, call: SkillCall) -> bool:
+        wanted = _IDEMPOTENT.get(call.skill)
+        if wanted is None:
+            return False
+        ref = str(call.args.get("object", ""))
+        key, value = wanted
+        for obj in self.executor.visible_objects():
+            if obj.get("objectId") == ref or ("|" not in ref and obj.get("objectType") == ref):
+                return bool(obj.get(key)) == value and obj.get("visible", True)
+        return False
+
+    def _run_step(self, call: SkillCall, report: InstructionReport) -> StepRecord:
+        if self._state_already(call):
+            record = StepRecord(call, SkillResult(True, "already in that state"), skipped=True)
+        else:
+            held_before = self.held_object()
+            result = self.executor.execute(call)
+            self._sim_time += result.cost.sim_time_s
+            report.cost = report.cost + result.cost
+            if call.skill == "Explore":
+                report.explorations += result.areas_visited
+            record = StepRecord(call, result)
+            acted = {i for i in (result.object_id, held_before) if i}
+            self.observe(acted if result.success else set(), self._washed(), call.skill)
+        report.steps.append(record)
+        if self.on_step is not None:
+            self.on_step(record)
+        return record
+
+    def _correct_memory(self, call: SkillCall) -> None:
+        """A failed step means memory was wrong about that object: forget it so replanning explores."""
+        ref = str(call.args.get("object") or call.args.get("receptacle") or "")
+        if "|" in ref:
+            self.memory.stm_forget(ref)
+            if call.skill in ("GoToObject", "PickupObject"):
+                visible_ids = {o["objectId"] for o in self.executor.visible_objects()}
+                if ref not in visible_ids:
+                    self.memory.ltm_forget(ref)
+
+    def run_instruction(self, instruction: str) -> InstructionReport:
+        """Plan and execute one (sub-)instruction, replanning after failures."""
+        start = time.perf_counter()
+        report = InstructionReport(instruction)
+        attempts = 0
+        while True:
+            context = PlanningContext(instruction=instruction, known_types=self.known_types, area_ids=self.area_ids,
+                                      completed=list(self.completed), memory=self.memory,
+                                      held_object=self.held_object())
+            try:
+                plan = self.backend.plan(context)
+            except KarmaMemoryError as err:
+                report.message = f"planning failed: {err}"
+                break
+            report.plans.append(plan)
+            report.recalled += list(getattr(self.backend, "recalled", []))
+            failed = None
+            for call in plan.steps:
+                record = self._run_step(call, report)
+                if not record.result.success:
+                    failed = record
+                    break
+            if failed is None:
+                report.success = True
+                report.message = f"done in {len(report.steps)} steps"
+                break
+            self._correct_memory(failed.call)
+            attempts += 1
+            if attempts > self.max_replans:
+                report.message = f"{failed.call} failed: {failed.result.message} (after {attempts - 1} replans)"
+                break
+            report.replans += 1
+        self.completed.append(instruction)
+        report.wall_time_s = time.perf_counter() - start
+        return report
+
+    def reset_dialogue(self) -> None:
+        """A new high-level instruction starts: forget pronoun context (not memory)."""
+        self.completed.clear()
+        reset = getattr(self.backend, "reset", None)
+        if callable(reset):
+            reset()
+

@@ -1,0 +1,1 @@
+"""Memory-augmented task planning: plans are validated data (skill calls), never executed text."""

@@ -1,0 +1,444 @@
+"""The offline, deterministic planner: instruction → intents → grounded objects → skill calls.
+
+Grounding is where memory matters (karma_spec.md §1.3–1.5):
+- the short-term memory resolves "the washed fruit", "the thing I cleaned earlier", "it" to an
+  object id whose place it knows, so the robot goes straight there (no exploration);
+- the long-term memory knows the furniture (GoToObject) and ranks areas for Explore;
+- with no memory the robot explores systematically and grounds vague phrases by word meaning only.
+The output is a :class:`Plan` of validated :class:`SkillCall` records — data, never code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from karma_memory.core.embedding import Embedder
+from karma_memory.core.errors import PlanValidationError, UnknownObjectError
+from karma_memory.core.lexicon import PIECE_TYPES, capabilities, resolve_type
+from karma_memory.core.memory_access import AgentMemory
+from karma_memory.core.planner.base import Plan, PlanningContext
+from karma_memory.core.planner.language import Intent, Phrase, parse_instruction
+from karma_memory.core.skills import SkillCall, validate_call
+
+__all__ = ["SymbolicPlanner", "Grounded", "DialogueState"]
+
+KNIVES = ("Knife", "ButterKnife")
+SINK = "SinkBasin"
+LIGHTS = ("LightSwitch", "DeskLamp", "FloorLamp")
+
+#: capability a role needs (lexicon capability names)
+ROLE_CAPABILITY = {"pick": "pickupable", "receptacle": "receptacle", "toggle": "toggleable",
+                   "open": "openable", "slice": "sliceable"}
+
+
+@dataclass
+class Grounded:
+    """A phrase resolved to a THOR type and, when memory knows it, an instance id."""
+
+    object_type: str
+    object_id: str | None = None
+    via: str = "type"  # stm | ltm | dialogue | type | semantic
+    movable: bool = True
+
+    @property
+    def ref(self) -> str:
+        """What skill arguments name: the id when known, else the type."""
+        return self.object_id or self.object_type
+
+
+@dataclass
+class DialogueState:
+    """What the current high-level instruction has mentioned so far (pronouns, "there", "the same")."""
+
+    mentions: list[Grounded] = field(default_factory=list)
+    last_target: Grounded | None = None
+    sliced: list[str] = field(default_factory=list)
+    held: Grounded | None = None
+    opened: list[Grounded] = field(default_factory=list)
+
+    def last(self, role: str | None = None) -> Grounded | None:
+        for mention in reversed(self.mentions):
+            if role is None or _can(mention.object_type, role):
+                return mention
+        return None
+
+    def mention(self, grounded: Grounded) -> Grounded:
+        self.mentions.append(grounded)
+        return grounded
+
+
+def _can(object_type: str, role: str) -> bool:
+    need = ROLE_CAPABILITY.get(role)
+    return need is None or need in capabilities(object_type)
+
+
+def _describe(object_type: str) -> str:
+    words = re.sub(r"(?<!^)(?=[A-Z])", " ", object_type).lower()
+    return f"a {words}"
+
+
+class SymbolicPlanner:
+    """Deterministic memory-grounded planner (the default, offline backend).
+
+    Args:
+        embedder: sentence embedder for vague phrases (MiniLM); None disables semantic grounding.
+        semantic_threshold: minimum cosine for an STM recall to count as the referent.
+    """
+
+    name = "symbolic"
+
+    def __init__(self, embedder: Embedder | None = None, semantic_threshold: float = 0.45) -> None:
+        self._embedder = embedder
+        self.semantic_threshold = semantic_threshold
+        self.dialogue = DialogueState()
+        self.recalled: list[str] = []  # STM unit ids the last plan() grounded on (for retrieval accuracy)
+
+    def reset(self) -> None:
+        """Forget the dialogue (a new high-level instruction starts)."""
+        self.dialogue = DialogueState()
+
+    # ---- entry point ----------------------------------------------------------------------------
+    def plan(self, context: PlanningContext) -> Plan:
+        """Plan one (sub-)instruction. Raises PlanValidationError with the reason it cannot."""
+        intents = parse_instruction(context.instruction)
+        self._types = list(context.known_types)
+        if not self._types:
+            raise PlanValidationError("the planner needs the scene's object types (known_types)")
+        self._memory = context.memory
+        self._steps: list[SkillCall] = []
+        self.recalled = []
+        if context.held_object:
+            held_type = context.held_object.split("|", 1)[0]
+            self.dialogue.held = Grounded(held_type, context.held_object, "dialogue")
+        elif self.dialogue.held is not None and context.extra.get("held_known", True):
+            self.dialogue.held = None
+        for intent in intents:
+            self._expand(intent)
+        if not self._steps:
+            raise PlanValidationError(f"nothing to do for {context.instruction!r}")
+        steps = tuple(validate_call(s) for s in self._steps)
+        return Plan(steps=steps, source=self.name, rationale="; ".join(i.clause for i in intents))
+
+    # ---- grounding ------------------------------------------------------------------------------
+    def _scene_types(self, names: Sequence[str]) -> list[str]:
+        present = [t for t in names if t in self._types]
+        return present
+
+    def _lexical(self, text: str, role: str) -> list[str]:
+        try:
+            found = resolve_type(text, self._types)
+        except UnknownObjectError:
+            return []
+        return [t for t in found if _can(t, role)] or found
+
+    def _embed(self, texts: list[str]) -> np.ndarray | None:
+        if self._embedder is None:
+            from karma_memory.core.embedding import default_embedder
+
+            self._embedder = default_embedder()
+        return self._embedder.embed(texts)
+
+    def ground(self, phrase: Phrase, role: str, owner: Grounded | None = None) -> Grounded:
+        """Resolve an object phrase for a role ("pick", "receptacle", "toggle", "open", "slice")."""
+        memory = self._memory
+        if phrase.pronoun:
+            found = self.dialogue.last(role)
+            if found is None:
+                raise PlanValidationError(f"cannot tell what {phrase.text!r} refers to")
+            return self._refresh(found)
+        if phrase.there:
+            if self.dialogue.last_target is None:
+                raise PlanValidationError("'there' refers to no earlier place")
+            return self.dialogue.last_target
+        if phrase.where_was:
+            anchor = owner if phrase.where_was in ("it", "them") and owner else \
+                self.ground(Phrase(phrase.where_was), "pick")
+            return self._previous_place(anchor, phrase.where_was)
+        if phrase.next_to and not phrase.same:
+            return self._place_of(self.ground(Phrase(phrase.next_to), "pick"), phrase.next_to)
+        if phrase.piece:
+            return self._piece(phrase)
+        types = self._lexical(phrase.text, role)
+        if types:
+            if phrase.same or phrase.next_to:
+                anchor_place = self._place_of(self.ground(Phrase(phrase.next_to), "pick"), phrase.next_to) \
+                    if phrase.next_to else None
+                if anchor_place is not None and anchor_place.object_type in types:
+                    return anchor_place
+                for mention in reversed(self.dialogue.mentions):
+                    if mention.object_type in types:
+                        return mention
+            return self._instance(types, phrase, role)
+        return self._vague(phrase, role)
+
+    def _refresh(self, grounded: Grounded) -> Grounded:
+        """A dialogue referent, upgraded to the slices when we cut it since."""
+        if grounded.object_type in self.dialogue.sliced and grounded.object_type in PIECE_TYPES:
+            return Grounded(PIECE_TYPES[grounded.object_type], None, "dialogue")
+        return grounded
+
+    def _instance(self, types: list[str], phrase: Phrase, role: str) -> Grounded:
+        """Pick an instance of one of ``types``: STM unit, then LTM object, else the type alone."""
+        memory = self._memory
+        wanted_states = set(phrase.states)
+        if memory is not None and memory.use_stm:
+            units = [u for u in memory.stm_units() if u.object_type in types]
+            units.sort(key=lambda u: (not wanted_states <= set(u.states),
+                                      not (phrase.location and phrase.location in u.relation.lower()),
+                                      -u.last_seen))
+            if units:
+                memory.stm_use(units[0].object_id)
+                self.recalled.append(units[0].object_id)
+                return self._sliced_view(Grounded(units[0].object_type, units[0].object_id, "stm"))
+        for mention in reversed(self.dialogue.mentions):  # mentioned earlier in this instruction
+            if mention.object_type in types and mention.object_id:
+                return self._refresh(mention)
+        object_type = types[0]
+        if memory is not None and memory.use_ltm:
+            records = []
+            for t in types:
+                records += memory.ltm_objects_of_type(t)
+            if phrase.location:
+                loc_types = set(self._lexical(phrase.location, "receptacle"))
+                located = [r for r in records if r["parent"] and r["parent"].split("|", 1)[0] in loc_types]
+                records = located or records
+            immovable = [r for r in records if not r["movable"]]
+            if immovable:
+                return Grounded(immovable[0]["type"], immovable[0]["id"], "ltm", movable=False)
+            if records:
+                object_type = records[0]["type"]
+        return self._refresh(Grounded(object_type, None, "type", movable="pickupable" in capabilities(object_type)))
+
+    def _sliced_view(self, grounded: Grounded) -> Grounded:
+        memory = self._memory
+        if memory is not None and grounded.object_id:
+            unit = next((u for u in memory.stm_units() if u.object_id == grounded.object_id), None)
+            if unit is not None and "sliced" in unit.states and grounded.object_type in PIECE_TYPES:
+                return Grounded(PIECE_TYPES[grounded.object_type], None, "stm")
+        return self._refresh(grounded)
+
+    def _vague(self, phrase: Phrase, role: str) -> Grounded:
+        """A phrase with no type name: recall STM by meaning, else the most similar scene type."""
+        memory = self._memory
+        query = phrase.text
+        if memory is not None and memory.use_stm:
+            units = memory.stm_units()
+            if phrase.recall == "moved":
+                moved = sorted((u for u in units if u.relation), key=lambda u: u.last_seen)
+                if moved:
+                    memory.stm_use(moved[0].object_id)
+                    self.recalled.append(moved[0].object_id)
+                    return Grounded(moved[0].object_type, moved[0].object_id, "stm")
+            candidates = [u for u in units if _can(u.object_type, role)]
+            if phrase.states:
+                stated = [u for u in candidates if set(phrase.states) & set(u.states)]
+                candidates = stated or candidates
+            if candidates:
+                vectors = self._embed([query] + [u.description() for u in candidates])
+                sims = vectors[1:] @ vectors[0]
+                best = int(np.argmax(sims))
+                threshold = self.semantic_threshold - (0.25 if phrase.states and set(phrase.states) &
+                                                       set(candidates[best].states) else 0.0)
+                if sims[best] >= threshold:
+                    unit = candidates[best]
+                    memory.stm_use(unit.object_id)
+                    self.recalled.append(unit.object_id)
+                    return self._sliced_view(Grounded(unit.object_type, unit.object_id, "stm"))
+        types = [t for t in self._types if _can(t, role) and t not in PIECE_TYPES.values()]
+        if not types:
+            raise PlanValidationError(f"no object in this scene can be {phrase.text!r}")
+        vectors = self._embed([query] + [_describe(t) for t in types])
+        sims = vectors[1:] @ vectors[0]
+        best_type = types[int(np.argmax(sims))]
+        return self._instance([best_type], Phrase(best_type, states=phrase.states), role)
+
+    def _piece(self, phrase: Phrase) -> Grounded:
+        match = re.match(r"^(?:piece|slice|bit)s?(?: of (?:the |a |an )?(.+))?$", phrase.text)
+        base = match.group(1) if match else None
+        if base and base not in ("each", "it", "them", "bread"):
+            types = self._lexical(base, "slice")
+            if types and types[0] in PIECE_TYPES:
+                return Grounded(PIECE_TYPES[types[0]], None, "type")
+        if base == "bread":
+            return Grounded(PIECE_TYPES.get("Bread", "BreadSliced"), None, "type")
+        if self.dialogue.sliced:
+            return Grounded(PIECE_TYPES[self.dialogue.sliced[-1]], None, "dialogue")
+        raise PlanValidationError(f"{phrase.text!r}: nothing was sliced yet")
+
+    def _place_of(self, anchor: Grounded, text: str) -> Grounded:
+        """The receptacle an object is on/in now (memory), for "next to the remote"."""
+        memory = self._memory
+        parent = None
+        if memory is not None and anchor.object_id:
+            unit = next((u for u in memory.stm_units() if u.object_id == anchor.object_id), None)
+            if unit is not None and unit.relation:
+                parent = unit.relation.split(" ", 1)[1]
+            record = memory.ltm_object(anchor.object_id) if parent is None else None
+            if record is not None:
+                parent = record["parent"]
+        if parent is None and memory is not None and memory.use_ltm:
+            for record in memory.ltm_objects_of_type(anchor.object_type):
+                if record["parent"]:
+                    parent = record["parent"]
+                    break
+        if parent is None:
+            raise PlanValidationError(f"does not remember where the {text} is")
+        return Grounded(parent.split("|", 1)[0], parent, "ltm", movable=False)
+
+    def _previous_place(self, anchor: Grounded, text: str) -> Grounded:
+        memory = self._memory
+        parent = memory.ltm_previous_parent(anchor.object_id) if memory is not None and anchor.object_id else None
+        if parent is None and memory is not None and anchor.object_id is None and memory.use_ltm:
+            for record in memory.ltm_objects_of_type(anchor.object_type):
+                parent = memory.ltm_previous_parent(record["id"])
+                if parent:
+                    break
+        if parent is None:
+            raise PlanValidationError(f"does not remember where the {text} was")
+        return Grounded(parent.split("|", 1)[0], parent, "ltm", movable=False)
+
+    # ---- skill expansion ------------------------------------------------------------------------
+    def _emit(self, skill: str, **args: object) -> None:
+        self._steps.append(SkillCall(skill, args))  # type: ignore[arg-type]
+
+    def _go(self, target: Grounded) -> None:
+        """Navigate to a grounded object: directly when memory knows where, else explore."""
+        memory = self._memory
+        if target.object_id is not None:
+            self._emit("GoToObject", object=target.object_id)
+            return
+        areas: list[str] = []
+        if memory is not None and memory.use_ltm:
+            areas = [a.area_id for a in memory.ltm_rank_areas(target.object_type)]
+        if areas:
+            self._emit("Explore", object=target.object_type, areas=tuple(areas))
+        else:
+            self._emit("Explore", object=target.object_type)
+        self._emit("GoToObject", object=target.object_type)
+
+    def _free_hands(self, keep: Grounded | None = None) -> None:
+        held = self.dialogue.held
+        if held is None or (keep is not None and held.ref == keep.ref):
+            return
+        self._emit("DropHandObject")
+        self.dialogue.held = None
+
+    def _acquire(self, obj: Grounded) -> None:
+        held = self.dialogue.held
+        if held is not None and (held.ref == obj.ref or (obj.object_id is None and held.object_type == obj.object_type)):
+            return
+        self._free_hands()
+        self._go(obj)
+        self._emit("PickupObject", object=obj.ref)
+        self.dialogue.held = obj
+
+    def _put_into(self, target: Grounded) -> None:
+        self._go(target)
+        if "openable" in capabilities(target.object_type) and target.object_type not in ("Box", "Laptop"):
+            self._emit("OpenObject", object=target.ref)
+        self._emit("PutObject", receptacle=target.ref)
+        self.dialogue.held = None
+        self.dialogue.last_target = target
+
+    def _expand(self, intent: Intent) -> None:
+        action = intent.action
+        if action == "DARKEN":
+            for light in self._scene_types(LIGHTS):
+                target = self._instance([light], Phrase(light), "toggle")
+                self._go(target)
+                self._emit("ToggleOff", object=target.ref)
+            return
+        assert intent.obj is not None
+        role = {"PUT": "pick", "PICKUP": "pick", "WASH": "pick", "SLICE": "slice", "HEAT": "pick",
+                "TOAST": "pick", "FILL": "pick", "COFFEE": "pick", "TOGGLE_ON": "toggle", "TOGGLE_OFF": "toggle",
+                "OPEN": "open", "CLOSE": "open", "CLEAN": "pick", "BREAK": "pick"}[action]
+        if action == "PUT" and intent.obj.piece and "each" in intent.obj.text:
+            assert intent.target is not None
+            for sliced in list(self.dialogue.sliced):
+                piece = Grounded(PIECE_TYPES[sliced], None, "dialogue")
+                self._acquire(piece)
+                self._put_into(self.dialogue.mention(self.ground(intent.target, "receptacle")))
+            return
+        if action == "CLEAN":
+            role = "any"
+        obj = self.dialogue.mention(self.ground(intent.obj, role))
+        if action == "PUT":
+            assert intent.target is not None
+            target = self.ground(intent.target, "receptacle", owner=obj)
+            self._acquire(obj)
+            self.dialogue.mention(target)
+            self._put_into(target)
+        elif action == "PICKUP":
+            self._acquire(obj)
+        elif action == "WASH":
+            self._acquire(obj)
+            sink = self._instance(self._scene_types([SINK, "Sink"]) or [SINK], Phrase("sink"), "receptacle")
+            self._put_into(sink)
+            faucet = self._instance(["Faucet"], Phrase("faucet"), "toggle")
+            self._emit("ToggleOn", object=faucet.ref)
+        elif action == "SLICE":
+            if not self.dialogue.held or self.dialogue.held.object_type not in KNIVES:
+                knife_types = self._scene_types(KNIVES)
+                if not knife_types:
+                    raise PlanValidationError("no knife in this scene to slice with")
+                if self.dialogue.held is not None and self.dialogue.held.ref == obj.ref:
+                    self._go(self._instance(self._scene_types(["CounterTop", "DiningTable"]) or ["CounterTop"],
+                                            Phrase("counter"), "receptacle"))
+                    self._emit("PutObject", receptacle="CounterTop")
+                    self.dialogue.held = None
+                self._acquire(self._instance(knife_types, Phrase("knife"), "pick"))
+            self._go(obj)
+            self._emit("SliceObject", object=obj.ref)
+            if obj.object_type not in self.dialogue.sliced:
+                self.dialogue.sliced.append(obj.object_type)
+        elif action in ("HEAT", "TOAST"):
+            tool = "Toaster" if action == "TOAST" else intent.tool or \
+                next(iter(self._scene_types(["Microwave", "StoveBurner"])), "Microwave")
+            appliance = self._instance([tool], Phrase(tool), "receptacle")
+            held = self.dialogue.held
+            already_inside = action == "HEAT" and self.dialogue.last_target is not None and \
+                self.dialogue.last_target.object_type == tool and held is None
+            if not already_inside and not (tool == "StoveBurner" and obj.object_type not in ("Pot", "Pan", "Kettle")
+                                           and self._container_on_stove(obj)):
+                self._acquire(obj)
+                self._put_into(appliance)
+            if tool == "Microwave":
+                self._emit("CloseObject", object=appliance.ref)
+            self._emit("ToggleOn", object=appliance.ref)
+        elif action == "FILL":
+            self._acquire(obj)
+            sink = self._instance(self._scene_types([SINK, "Sink"]) or [SINK], Phrase("sink"), "receptacle")
+            self._put_into(sink)
+            faucet = self._instance(["Faucet"], Phrase("faucet"), "toggle")
+            self._emit("ToggleOn", object=faucet.ref)
+        elif action == "COFFEE":
+            machine = self._instance(["CoffeeMachine"], Phrase("coffee machine"), "receptacle")
+            self._acquire(obj)
+            self._put_into(machine)
+            self._emit("ToggleOn", object=machine.ref)
+        elif action in ("TOGGLE_ON", "TOGGLE_OFF"):
+            self._go(obj)
+            self._emit("ToggleOn" if action == "TOGGLE_ON" else "ToggleOff", object=obj.ref)
+        elif action in ("OPEN", "CLOSE"):
+            self._go(obj)
+            self._emit("OpenObject" if action == "OPEN" else "CloseObject", object=obj.ref)
+        elif action == "CLEAN":
+            self._go(obj)
+            self._emit("CleanObject", object=obj.ref)
+        elif action == "BREAK":
+            self._go(obj)
+            self._emit("BreakObject", object=obj.ref)
+
+    def _container_on_stove(self, obj: Grounded) -> bool:
+        """True when the object was just put in a pot/pan (so the pot goes on the stove instead)."""
+        target = self.dialogue.last_target
+        if target is not None and target.object_type in ("Pot", "Pan"):
+            self._acquire(target)
+            stove = self._instance(["StoveBurner"], Phrase("stove"), "receptacle")
+            self._put_into(stove)
+            return True
+        return False

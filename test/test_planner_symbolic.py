@@ -1,0 +1,112 @@
+"""Instruction parsing and memory-grounded symbolic planning (no simulator: plans are checked as data)."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import HashEmbedder, grid, obs
+from karma_memory.core import scene_graph as sg
+from karma_memory.core.errors import PlanValidationError
+from karma_memory.core.long_term import LongTermMemory, LtmConfig
+from karma_memory.core.memory_access import LocalMemory
+from karma_memory.core.planner.base import PlannerBackend, PlanningContext
+from karma_memory.core.planner.language import parse_instruction
+from karma_memory.core.planner.symbolic import SymbolicPlanner
+from karma_memory.core.short_term import ShortTermMemory, StmConfig
+from karma_memory.core.tasks import load_all_suites
+from karma_memory.core.types import ObservationKind
+
+KITCHEN = ["Apple", "Tomato", "Knife", "Fridge", "SinkBasin", "Sink", "Faucet", "CounterTop", "Microwave", "Mug",
+           "Cup", "Plate", "DiningTable", "GarbageCan", "Bread", "LightSwitch", "Cabinet", "Drawer", "StoveBurner"]
+
+
+def test_every_suite_instruction_parses():
+    for task in load_all_suites():
+        for subtask in task.subtasks:
+            assert parse_instruction(subtask.instruction), subtask.instruction
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Wash the apple, slice it, then put the washed fruit in the fridge.",
+     [("WASH", "apple", None), ("SLICE", "it", None), ("PUT", "washed fruit", "fridge")]),
+    ("Throw the egg away.", [("PUT", "egg", "garbage can")]),
+    ("Turn the TV off and put the remote back where it was.", [("TOGGLE_OFF", "tv", None), ("PUT", "remote", "where it was")]),
+    ("Slice the loaf and the red vegetable.", [("SLICE", "loaf", None), ("SLICE", "red vegetable", None)]),
+    ("Put something to read on the sofa.", [("PUT", "something to read", "sofa")]),
+])
+def test_parse_examples(text, expected):
+    got = [(i.action, i.obj.text if i.obj else None, i.target.text if i.target else None) for i in parse_instruction(text)]
+    assert got == expected
+
+
+@pytest.mark.parametrize("text", ["", "   ", "sing a song", "Put the apple"])
+def test_unparseable_instructions_are_rejected_with_a_reason(text):
+    with pytest.raises(PlanValidationError):
+        parse_instruction(text)
+
+
+def memories(use_ltm=True, use_stm=True):
+    ltm = LongTermMemory(LtmConfig(), HashEmbedder())
+    sg.add_areas(ltm.graph, grid(0, 4.5, 0, 4.5), spacing=1.5)
+    ltm._rebuild_caches()
+    for oid, pos in (("Fridge|1", (0.2, 1, 0.2)), ("SinkBasin|1", (4.3, 1, 0.2)), ("Faucet|1", (4.4, 1.2, 0.1)),
+                     ("CounterTop|1", (2, 1, 0.2)), ("Microwave|1", (2.5, 1.2, 0.2))):
+        ltm.observe(obs(oid, position=pos, movable=False))
+    stm = ShortTermMemory(StmConfig(capacity=5), HashEmbedder())
+    return LocalMemory(ltm if use_ltm else None, stm if use_stm else None), ltm, stm
+
+
+def plan(planner, text, memory):
+    return planner.plan(PlanningContext(instruction=text, known_types=KITCHEN, memory=memory))
+
+
+def test_stm_grounds_the_washed_fruit_and_skips_exploration():
+    memory, ltm, stm = memories()
+    stm.observe(obs("Apple|1", position=(4.3, 1, 0.2), kind=ObservationKind.MOVED, states=["cleaned"],
+                    relations=[("inside", "SinkBasin|1")], source="skill:PutObject"))
+    stm.observe(obs("Mug|1", position=(1, 1, 1), kind=ObservationKind.MOVED, source="skill:PutObject"))
+    planner = SymbolicPlanner(HashEmbedder())
+    steps = plan(planner, "Put the washed fruit in the fridge.", memory).steps
+    assert [s.skill for s in steps] == ["GoToObject", "PickupObject", "GoToObject", "OpenObject", "PutObject"]
+    assert steps[0].args["object"] == "Apple|1" and steps[2].args["object"] == "Fridge|1"
+    assert planner.recalled == ["Apple|1"]
+
+
+def test_without_memory_the_robot_explores_systematically():
+    memory, _, _ = memories(use_ltm=False, use_stm=False)
+    steps = plan(SymbolicPlanner(HashEmbedder()), "Put the apple in the fridge.", memory).steps
+    explores = [s for s in steps if s.skill == "Explore"]
+    assert len(explores) == 2 and all("areas" not in s.args for s in explores)
+
+
+def test_ltm_ranks_areas_for_explore_and_knows_the_furniture():
+    memory, ltm, _ = memories(use_stm=False)
+    steps = plan(SymbolicPlanner(HashEmbedder()), "Put the apple in the fridge.", memory).steps
+    assert steps[0].skill == "Explore" and steps[0].args["areas"][0].startswith("area_")
+    assert any(s.skill == "GoToObject" and s.args["object"] == "Fridge|1" for s in steps)
+
+
+def test_pronouns_follow_the_dialogue_and_slicing_fetches_a_knife():
+    memory, _, _ = memories()
+    planner = SymbolicPlanner(HashEmbedder())
+    plan(planner, "Wash the apple.", memory)
+    steps = plan(planner, "Slice it.", memory).steps
+    skills = [s.skill for s in steps]
+    assert "SliceObject" in skills and any(s.args.get("object") == "Knife" for s in steps if s.skill == "PickupObject")
+    after = plan(planner, "Put a piece of it on the plate.", memory).steps
+    assert any(s.skill == "PickupObject" and s.args["object"] == "AppleSliced" for s in after)
+
+
+def test_unknown_references_fail_with_a_reason():
+    memory, _, _ = memories(use_ltm=False, use_stm=False)
+    planner = SymbolicPlanner(HashEmbedder())
+    with pytest.raises(PlanValidationError, match="refers to"):
+        plan(planner, "Close it.", memory)
+    with pytest.raises(PlanValidationError, match="remember"):
+        plan(planner, "Put the mug where the apple was.", memory)
+    with pytest.raises(PlanValidationError, match="known_types"):
+        planner.plan(PlanningContext(instruction="Open the fridge", memory=memory))
+
+
+def test_symbolic_planner_satisfies_the_backend_protocol():
+    assert isinstance(SymbolicPlanner(HashEmbedder()), PlannerBackend)
