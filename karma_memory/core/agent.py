@@ -18,7 +18,7 @@ from karma_memory.core.planner.base import Plan, PlannerBackend, PlanningContext
 from karma_memory.core.skills import SkillCall, SkillCost, SkillExecutor, SkillResult
 from karma_memory.core.types import ObjectObservation, ObservationKind
 
-__all__ = ["StepRecord", "InstructionReport", "KarmaAgent"]
+__all__ = ["StepRecord", "InstructionReport", "TaskReport", "KarmaAgent"]
 
 #: (skill, object state key, desired value): skip the call when perception already shows that state
 _IDEMPOTENT = {"OpenObject": ("isOpen", True), "CloseObject": ("isOpen", False),
@@ -49,6 +49,31 @@ class InstructionReport:
     cost: SkillCost = SkillCost()
     recalled: list[str] = field(default_factory=list)
     wall_time_s: float = 0.0
+
+
+@dataclass
+class TaskReport:
+    """A high-level instruction: its sub-instructions' reports, in order."""
+
+    instruction: str
+    subtasks: list[InstructionReport] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return bool(self.subtasks) and all(s.success for s in self.subtasks)
+
+    @property
+    def steps(self) -> list[StepRecord]:
+        return [step for s in self.subtasks for step in s.steps]
+
+    @property
+    def explorations(self) -> int:
+        return sum(s.explorations for s in self.subtasks)
+
+    @property
+    def message(self) -> str:
+        failed = [s for s in self.subtasks if not s.success]
+        return failed[0].message if failed else f"{len(self.subtasks)} sub-instructions done"
 
 
 class KarmaAgent:
@@ -149,13 +174,24 @@ class KarmaAgent:
                 if ref not in visible_ids:
                     self.memory.ltm_forget(ref)
 
+    def _messages(self, instruction: str) -> tuple:
+        """The paper's memory-augmented chat prompt, for text backends (the symbolic one reads memory directly)."""
+        if getattr(self.backend, "name", "") == "symbolic":
+            return ()
+        from karma_memory.core.planner.prompt import build_messages
+
+        stm_text, ltm_text, ranking = self.memory.prompt_texts(instruction)
+        return build_messages(instruction, stm_text=stm_text, ltm_text=ltm_text, area_ranking=ranking or None,
+                              completed=list(self.completed), examples=None, held_object=self.held_object())
+
     def run_instruction(self, instruction: str) -> InstructionReport:
         """Plan and execute one (sub-)instruction, replanning after failures."""
         start = time.perf_counter()
         report = InstructionReport(instruction)
         attempts = 0
         while True:
-            context = PlanningContext(instruction=instruction, known_types=self.known_types, area_ids=self.area_ids,
+            context = PlanningContext(instruction=instruction, messages=self._messages(instruction),
+                                      known_types=self.known_types, area_ids=self.area_ids,
                                       completed=list(self.completed), memory=self.memory,
                                       held_object=self.held_object())
             try:
@@ -183,6 +219,24 @@ class KarmaAgent:
             report.replans += 1
         self.completed.append(instruction)
         report.wall_time_s = time.perf_counter() - start
+        return report
+
+    def run_task(self, instruction: str, stop_on_failure: bool = True) -> TaskReport:
+        """Run a high-level instruction sub-instruction by sub-instruction (dialogue context kept)."""
+        from karma_memory.core.planner.language import split_instruction
+
+        self.reset_dialogue()
+        report = TaskReport(instruction)
+        try:
+            parts = split_instruction(instruction)
+        except KarmaMemoryError as err:
+            report.subtasks.append(InstructionReport(instruction, False, f"planning failed: {err}"))
+            return report
+        for part in parts:
+            sub = self.run_instruction(part)
+            report.subtasks.append(sub)
+            if not sub.success and stop_on_failure:
+                break
         return report
 
     def reset_dialogue(self) -> None:

@@ -46,6 +46,11 @@ class AgentMemory(Protocol):
 
     def ltm_forget(self, object_id: str) -> None: ...
 
+    def prompt_texts(self, instruction: str, object_type: str | None = None
+                     ) -> tuple[str | None, str | None, list[AreaScore]]:
+        """(STM facts, LTM graph text, area ranking) for a chat prompt; None for an absent memory."""
+        ...
+
 
 class LocalMemory:
     """AgentMemory over in-process memories; pass None for a memory to ablate it."""
@@ -107,6 +112,13 @@ class LocalMemory:
 
     def ltm_rank_areas(self, object_type: str, k: int | None = None) -> list[AreaScore]:
         return self.ltm.rank_areas(object_type, k=k) if self.ltm is not None else []
+
+    def prompt_texts(self, instruction: str, object_type: str | None = None
+                     ) -> tuple[str | None, str | None, list[AreaScore]]:
+        stm_text = self.stm.to_prompt(self.stm.retrieve(instruction)) if self.stm is not None else None
+        ltm_text = self.ltm.to_prompt() if self.ltm is not None else None
+        ranking = self.ltm.rank_areas(object_type) if self.ltm is not None and object_type else []
+        return stm_text, ltm_text, ranking
 
     def ltm_forget(self, object_id: str) -> None:
         if self.ltm is not None and object_id in self.ltm.graph:

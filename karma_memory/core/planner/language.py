@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from karma_memory.core.errors import PlanValidationError
 
-__all__ = ["Phrase", "Intent", "ACTIONS", "parse_instruction", "STATE_WORDS"]
+__all__ = ["Phrase", "Intent", "ACTIONS", "parse_instruction", "split_instruction", "STATE_WORDS"]
 
 #: Intent actions the symbolic planner knows how to expand into skills.
 ACTIONS = ("PUT", "WASH", "SLICE", "HEAT", "TOAST", "FILL", "TOGGLE_ON", "TOGGLE_OFF", "OPEN", "CLOSE",
@@ -231,6 +231,17 @@ def _clause_intents(clause: str) -> list[Intent]:
         return one("PICKUP", re.sub(r"^up\s+", "", m.group(1)))
     raise PlanValidationError(f"no known action in {clause!r} (known verbs: put, wash, slice, cook/heat, toast, "
                               "fill, throw away, turn on/off, light, open, close, pick up, make the bed)")
+
+
+def split_instruction(text: str) -> list[str]:
+    """Split a high-level instruction into its sub-instructions, in order.
+
+    >>> split_instruction("Wash the apple, slice it, then put the washed fruit in the fridge.")
+    ['wash the apple', 'slice it', 'put the washed fruit in the fridge']
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise PlanValidationError("empty instruction")
+    return _split_clauses(text)
 
 
 def parse_instruction(text: str) -> list[Intent]:
