@@ -54,7 +54,7 @@ def run_in_process(scene: str, out: Path) -> int:
         args = ", ".join(f"{v if isinstance(v, str) else '[' + ','.join(v[:3]) + '…]'}" for v in record.call.args.values())
         _print_step(counter["n"], record.call.skill, args, record.result.success, record.result.message)
 
-    agent = KarmaAgent(executor, SymbolicPlanner(embedder), LocalMemory(ltm, stm), data.object_types(),
+    agent = KarmaAgent(executor, SymbolicPlanner(embedder), LocalMemory(ltm, stm), data.object_types,
                        list(ltm.area_positions()), on_step=on_step)
     agent.observe()
     rows = []

@@ -104,7 +104,7 @@ def run_task(task: Task, config: str, embedder: Embedder | None = None, stm_conf
         held = next((o["objectId"] for o in event.metadata["objects"] if o.get("isPickedUp")), None)
         tracker.update(event.metadata["objects"], held)
 
-    agent = KarmaAgent(executor, SymbolicPlanner(embedder), memory, known_types=data.object_types(),
+    agent = KarmaAgent(executor, SymbolicPlanner(embedder), memory, known_types=data.object_types,
                        area_ids=list(ltm.area_positions()), max_replans=max_replans, on_step=on_step)
     agent.reset_dialogue()
     agent.observe()  # what the robot sees from where it starts

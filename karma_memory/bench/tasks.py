@@ -28,7 +28,15 @@ def _worker(args: tuple[str, str, str, int, int | None]) -> dict:
     from karma_memory.evaluation import run_task
 
     task = next(t for t in _suites() if t.id == task_id)
-    result = run_task(task, config, default_embedder(), StmConfig(policy=policy, capacity=capacity, window=window))
+    try:
+        result = run_task(task, config, default_embedder(), StmConfig(policy=policy, capacity=capacity, window=window))
+    except Exception as err:  # a bug must not hide the other results: it is reported as a crash, never a success
+        import traceback
+
+        from karma_memory.evaluation import TaskResult
+
+        result = TaskResult(task.id, task.category, task.scene, config, False, 0.0, 0, 0.0, 0, 0, 0, 0, 0, 0.0,
+                            [f"CRASH {type(err).__name__}: {err} @ {traceback.format_exc(limit=-1).strip()}"])
     return asdict(result)
 
 

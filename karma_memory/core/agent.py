@@ -16,9 +16,12 @@ from karma_memory.core.long_term import thor_object_observations
 from karma_memory.core.memory_access import AgentMemory
 from karma_memory.core.planner.base import Plan, PlannerBackend, PlanningContext
 from karma_memory.core.skills import SkillCall, SkillCost, SkillExecutor, SkillResult
-from karma_memory.core.types import ObjectObservation, ObservationKind
+from karma_memory.core.types import ObjectObservation, ObservationKind, Relation
 
 __all__ = ["StepRecord", "InstructionReport", "TaskReport", "KarmaAgent"]
+
+#: appliances that heat what is inside them while on
+HEAT_SOURCES = frozenset({"Microwave", "StoveBurner", "StoveKnob", "Toaster", "CoffeeMachine"})
 
 #: (skill, object state key, desired value): skip the call when perception already shows that state
 _IDEMPOTENT = {"OpenObject": ("isOpen", True), "CloseObject": ("isOpen", False),
@@ -126,6 +129,23 @@ class KarmaAgent:
             observations.append(obs)
         self.memory.observe(observations)
 
+    def _heated_in_memory(self, call: SkillCall, result: SkillResult) -> None:
+        """Turning on a heat source heats what memory says is inside it, even where the robot can't see it."""
+        if call.skill not in ("ToggleOn", "SwitchOn") or not result.success:
+            return
+        source = str(result.object_id or call.args.get("object", ""))
+        if source.split("|", 1)[0] not in HEAT_SOURCES:
+            return
+        observations = []
+        for unit in self.memory.stm_units():
+            target = unit.relation.split(" ", 1)[1] if " " in unit.relation else ""
+            if target == source or ("|" not in source and target.split("|", 1)[0] == source):
+                states = tuple(dict.fromkeys([s for s in unit.states if s != "none"] + ["heated"]))
+                observations.append(ObjectObservation(
+                    unit.object_id, unit.object_type, unit.position, ObservationKind.STATE_CHANGED, None, states,
+                    (Relation(*unit.relation.split(" ", 1)),), True, self._stamp(), f"skill:{call.skill}"))
+        self.memory.observe(observations)
+
     def _washed(self) -> dict[str, tuple[str, ...]]:
         """Objects in a sink basin under a running faucet: washed (THOR has no state for a washed apple)."""
         visible = self.executor.visible_objects()
@@ -146,11 +166,26 @@ class KarmaAgent:
                 return bool(obj.get(key)) == value and obj.get("visible", True)
         return False
 
+    def _share_belief(self, call: SkillCall) -> None:
+        """Tell the skill layer where memory believes a named object is, so GoToObject drives there."""
+        remember = getattr(self.executor, "remember", None)
+        ref = call.args.get("object")
+        if remember is None or not isinstance(ref, str) or "|" not in ref:
+            return
+        unit = next((u for u in self.memory.stm_units() if u.object_id == ref), None)
+        position = unit.position if unit is not None else None
+        if position is None:
+            record = self.memory.ltm_object(ref)
+            position = record["position"] if record else None
+        if position is not None:
+            remember(ref, position)
+
     def _run_step(self, call: SkillCall, report: InstructionReport) -> StepRecord:
         if self._state_already(call):
             record = StepRecord(call, SkillResult(True, "already in that state"), skipped=True)
         else:
             held_before = self.held_object()
+            self._share_belief(call)
             result = self.executor.execute(call)
             self._sim_time += result.cost.sim_time_s
             report.cost = report.cost + result.cost
@@ -159,14 +194,19 @@ class KarmaAgent:
             record = StepRecord(call, result)
             acted = {i for i in (result.object_id, held_before) if i}
             self.observe(acted if result.success else set(), self._washed(), call.skill)
+            self._heated_in_memory(call, result)
         report.steps.append(record)
         if self.on_step is not None:
             self.on_step(record)
         return record
 
-    def _correct_memory(self, call: SkillCall) -> None:
+    def _correct_memory(self, call: SkillCall, unavailable: set[str], searched: set[str]) -> None:
         """A failed step means memory was wrong about that object: forget it so replanning explores."""
         ref = str(call.args.get("object") or call.args.get("receptacle") or "")
+        if call.skill == "Explore" and "|" not in ref:
+            if ref in searched:  # not even inside the usual containers: ground the phrase differently
+                unavailable.add(ref)
+            searched.add(ref)
         if "|" in ref:
             self.memory.stm_forget(ref)
             if call.skill in ("GoToObject", "PickupObject"):
@@ -189,11 +229,14 @@ class KarmaAgent:
         start = time.perf_counter()
         report = InstructionReport(instruction)
         attempts = 0
+        unavailable: set[str] = set()
+        searched: set[str] = set()
         while True:
             context = PlanningContext(instruction=instruction, messages=self._messages(instruction),
                                       known_types=self.known_types, area_ids=self.area_ids,
                                       completed=list(self.completed), memory=self.memory,
-                                      held_object=self.held_object())
+                                      held_object=self.held_object(), extra={"unavailable": set(unavailable),
+                                                                              "searched": set(searched)})
             try:
                 plan = self.backend.plan(context)
             except KarmaMemoryError as err:
@@ -211,7 +254,10 @@ class KarmaAgent:
                 report.success = True
                 report.message = f"done in {len(report.steps)} steps"
                 break
-            self._correct_memory(failed.call)
+            self._correct_memory(failed.call, unavailable, searched)
+            rollback = getattr(self.backend, "rollback", None)
+            if callable(rollback):
+                rollback()
             attempts += 1
             if attempts > self.max_replans:
                 report.message = f"{failed.call} failed: {failed.result.message} (after {attempts - 1} replans)"

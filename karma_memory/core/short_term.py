@@ -162,9 +162,10 @@ class ShortTermMemory:
             old = self._units.get(obs.object_id)
             if old is not None and obs.stamp < old.last_seen:
                 return []
+            keep_relation = old is not None and not (obs.kind is ObservationKind.MOVED and interacted)
             unit = MemoryUnit(obs.object_id, obs.object_type, obs.position,
                               tuple(obs.states) if obs.states else (old.states if old else ()),
-                              obs.stamp, relation or (old.relation if old and not interacted else ""),
+                              obs.stamp, relation or (old.relation if keep_relation else ""),
                               old.image_path if old else "", obs.robot_id, old.hits if old else 0)
             if resident and not interacted and obs.kind is ObservationKind.SEEN:
                 self._units[obs.object_id] = unit  # refresh without counting a use

@@ -10,6 +10,7 @@ The output is a :class:`Plan` of validated :class:`SkillCall` records — data, 
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -18,9 +19,11 @@ import numpy as np
 
 from karma_memory.core.embedding import Embedder
 from karma_memory.core.errors import PlanValidationError, UnknownObjectError
-from karma_memory.core.lexicon import PIECE_TYPES, capabilities, resolve_type
+from karma_memory.core.glosses import gloss
+from karma_memory.core.lexicon import PIECE_BASES, PIECE_TYPES, capabilities, resolve_type
 from karma_memory.core.memory_access import AgentMemory
 from karma_memory.core.planner.base import Plan, PlanningContext
+from karma_memory.core.priors import receptacle_priors
 from karma_memory.core.planner.language import Intent, Phrase, parse_instruction
 from karma_memory.core.skills import SkillCall, validate_call
 
@@ -76,9 +79,8 @@ def _can(object_type: str, role: str) -> bool:
     return need is None or need in capabilities(object_type)
 
 
-def _describe(object_type: str) -> str:
-    words = re.sub(r"(?<!^)(?=[A-Z])", " ", object_type).lower()
-    return f"a {words}"
+#: phrases that describe rather than name ("something to read", "the knife for spreading butter")
+_VAGUE = re.compile(r"^(thing|something|anything|what|stuff|one|device|item)\b|\s(for|to|that|which)\s")
 
 
 class SymbolicPlanner:
@@ -96,20 +98,32 @@ class SymbolicPlanner:
         self.semantic_threshold = semantic_threshold
         self.dialogue = DialogueState()
         self.recalled: list[str] = []  # STM unit ids the last plan() grounded on (for retrieval accuracy)
+        self._before = DialogueState()
+        self._searched: set[str] = set()
+        self._pending_open: Grounded | None = None  # a container named by the phrase ("from the fridge")
 
     def reset(self) -> None:
         """Forget the dialogue (a new high-level instruction starts)."""
         self.dialogue = DialogueState()
+        self._before = DialogueState()
+
+    def rollback(self) -> None:
+        """The last plan failed: forget what it assumed (what it sliced, where it put things)."""
+        self.dialogue = copy.deepcopy(self._before)
 
     # ---- entry point ----------------------------------------------------------------------------
     def plan(self, context: PlanningContext) -> Plan:
         """Plan one (sub-)instruction. Raises PlanValidationError with the reason it cannot."""
         intents = parse_instruction(context.instruction)
-        self._types = list(context.known_types)
+        self._unavailable = set(context.extra.get("unavailable", ()))
+        self._types = [t for t in context.known_types if t not in self._unavailable]
         if not self._types:
             raise PlanValidationError("the planner needs the scene's object types (known_types)")
         self._memory = context.memory
         self._steps: list[SkillCall] = []
+        self._searched = set(context.extra.get("searched", ()))
+        self._pending_open = None
+        self._before = copy.deepcopy(self.dialogue)
         self.recalled = []
         if context.held_object:
             held_type = context.held_object.split("|", 1)[0]
@@ -162,7 +176,11 @@ class SymbolicPlanner:
             return self._place_of(self.ground(Phrase(phrase.next_to), "pick"), phrase.next_to)
         if phrase.piece:
             return self._piece(phrase)
-        types = self._lexical(phrase.text, role)
+        if phrase.states and memory is not None and memory.use_stm:
+            stated = self._stm_with_states(phrase, role)
+            if stated is not None:
+                return stated
+        types = [] if _VAGUE.search(phrase.text) else self._lexical(phrase.text, role)
         if types:
             if phrase.same or phrase.next_to:
                 anchor_place = self._place_of(self.ground(Phrase(phrase.next_to), "pick"), phrase.next_to) \
@@ -174,6 +192,22 @@ class SymbolicPlanner:
                         return mention
             return self._instance(types, phrase, role)
         return self._vague(phrase, role)
+
+    def _stm_with_states(self, phrase: Phrase, role: str) -> Grounded | None:
+        """"the heated cup": a resident unit with that state whose kind matches the words wins over the type name."""
+        memory = self._memory
+        assert memory is not None
+        units = [u for u in memory.stm_units() if set(phrase.states) & set(u.states) and _can(u.object_type, role)]
+        if not units:
+            return None
+        vectors = self._embed([phrase.text] + [u.description() for u in units])
+        sims = vectors[1:] @ vectors[0]
+        best = int(np.argmax(sims))
+        if sims[best] < self.semantic_threshold - 0.25:
+            return None
+        memory.stm_use(units[best].object_id)
+        self.recalled.append(units[best].object_id)
+        return self._sliced_view(Grounded(units[best].object_type, units[best].object_id, "stm"))
 
     def _refresh(self, grounded: Grounded) -> Grounded:
         """A dialogue referent, upgraded to the slices when we cut it since."""
@@ -198,6 +232,10 @@ class SymbolicPlanner:
             if mention.object_type in types and mention.object_id:
                 return self._refresh(mention)
         object_type = types[0]
+        if phrase.location:
+            place = self._lexical(phrase.location, "open")
+            if place and "openable" in capabilities(place[0]) and "pickupable" in capabilities(object_type):
+                self._pending_open = self._instance(place[:1], Phrase(place[0]), "open")
         if memory is not None and memory.use_ltm:
             records = []
             for t in types:
@@ -222,39 +260,38 @@ class SymbolicPlanner:
         return self._refresh(grounded)
 
     def _vague(self, phrase: Phrase, role: str) -> Grounded:
-        """A phrase with no type name: recall STM by meaning, else the most similar scene type."""
+        """A phrase with no type name: the scene type whose gloss means it most, made concrete by the STM.
+
+        The STM decides the referent outright when the phrase names what the robot did or saw happen
+        ("the washed fruit", "the thing I cleaned earlier", "the thing I moved first"); otherwise it
+        resolves the best-meaning type to the instance the robot last used.
+        """
         memory = self._memory
-        query = phrase.text
-        if memory is not None and memory.use_stm:
-            units = memory.stm_units()
-            if phrase.recall == "moved":
-                moved = sorted((u for u in units if u.relation), key=lambda u: u.last_seen)
-                if moved:
-                    memory.stm_use(moved[0].object_id)
-                    self.recalled.append(moved[0].object_id)
-                    return Grounded(moved[0].object_type, moved[0].object_id, "stm")
-            candidates = [u for u in units if _can(u.object_type, role)]
-            if phrase.states:
-                stated = [u for u in candidates if set(phrase.states) & set(u.states)]
-                candidates = stated or candidates
-            if candidates:
-                vectors = self._embed([query] + [u.description() for u in candidates])
-                sims = vectors[1:] @ vectors[0]
-                best = int(np.argmax(sims))
-                threshold = self.semantic_threshold - (0.25 if phrase.states and set(phrase.states) &
-                                                       set(candidates[best].states) else 0.0)
-                if sims[best] >= threshold:
-                    unit = candidates[best]
-                    memory.stm_use(unit.object_id)
-                    self.recalled.append(unit.object_id)
-                    return self._sliced_view(Grounded(unit.object_type, unit.object_id, "stm"))
         types = [t for t in self._types if _can(t, role) and t not in PIECE_TYPES.values()]
         if not types:
             raise PlanValidationError(f"no object in this scene can be {phrase.text!r}")
-        vectors = self._embed([query] + [_describe(t) for t in types])
-        sims = vectors[1:] @ vectors[0]
-        best_type = types[int(np.argmax(sims))]
-        return self._instance([best_type], Phrase(best_type, states=phrase.states), role)
+        vectors = self._embed([phrase.text] + [gloss(t) for t in types])
+        type_sims = dict(zip(types, (vectors[1:] @ vectors[0]).tolist()))
+        best_type = max(types, key=type_sims.__getitem__)
+        if memory is not None and memory.use_stm:
+            units = [u for u in memory.stm_units() if _can(u.object_type, role)]
+            chosen = None
+            if phrase.recall == "moved":
+                moved = sorted((u for u in units if u.relation), key=lambda u: u.last_seen)
+                chosen = moved[0] if moved else None
+            elif phrase.states:
+                stated = [u for u in units if set(phrase.states) & set(u.states)]
+                if stated:  # among units in that state, the one whose kind fits the words best
+                    chosen = max(stated, key=lambda u: (type_sims.get(PIECE_BASES.get(u.object_type, u.object_type),
+                                                                      -1.0), u.last_seen))
+            else:
+                same = [u for u in units if PIECE_BASES.get(u.object_type, u.object_type) == best_type]
+                chosen = max(same, key=lambda u: u.last_seen) if same else None
+            if chosen is not None:
+                memory.stm_use(chosen.object_id)
+                self.recalled.append(chosen.object_id)
+                return self._sliced_view(Grounded(chosen.object_type, chosen.object_id, "stm"))
+        return self._instance([best_type], Phrase(best_type, location=phrase.location), role)
 
     def _piece(self, phrase: Phrase) -> Grounded:
         match = re.match(r"^(?:piece|slice|bit)s?(?: of (?:the |a |an )?(.+))?$", phrase.text)
@@ -266,7 +303,7 @@ class SymbolicPlanner:
         if base == "bread":
             return Grounded(PIECE_TYPES.get("Bread", "BreadSliced"), None, "type")
         if self.dialogue.sliced:
-            return Grounded(PIECE_TYPES[self.dialogue.sliced[-1]], None, "dialogue")
+            return Grounded(PIECE_TYPES.get(self.dialogue.sliced[-1], self.dialogue.sliced[-1]), None, "dialogue")
         raise PlanValidationError(f"{phrase.text!r}: nothing was sliced yet")
 
     def _place_of(self, anchor: Grounded, text: str) -> Grounded:
@@ -311,6 +348,10 @@ class SymbolicPlanner:
         if target.object_id is not None:
             self._emit("GoToObject", object=target.object_id)
             return
+        if target.object_type in self._searched:  # not in sight anywhere: look inside where it usually is
+            for container in self._likely_containers(target.object_type):
+                self._go(container)
+                self._emit("OpenObject", object=container.ref)
         areas: list[str] = []
         if memory is not None and memory.use_ltm:
             areas = [a.area_id for a in memory.ltm_rank_areas(target.object_type)]
@@ -319,6 +360,13 @@ class SymbolicPlanner:
         else:
             self._emit("Explore", object=target.object_type)
         self._emit("GoToObject", object=target.object_type)
+
+    def _likely_containers(self, object_type: str, limit: int = 2) -> list[Grounded]:
+        """Openable receptacles of this scene where the type is usually kept (iTHOR statistics), best first."""
+        priors = receptacle_priors().get(PIECE_BASES.get(object_type, object_type), {})
+        ranked = sorted((t for t in priors if t in self._types and "openable" in capabilities(t)),
+                        key=lambda t: -priors[t])
+        return [self._instance([t], Phrase(t), "open") for t in ranked[:limit]]
 
     def _free_hands(self, keep: Grounded | None = None) -> None:
         held = self.dialogue.held
@@ -332,9 +380,30 @@ class SymbolicPlanner:
         if held is not None and (held.ref == obj.ref or (obj.object_id is None and held.object_type == obj.object_type)):
             return
         self._free_hands()
+        container = self._container_of(obj) or self._pending_open
+        self._pending_open = None
+        if container is not None:  # memory says it is inside something that opens: open it first
+            self._go(container)
+            self._emit("OpenObject", object=container.ref)
         self._go(obj)
         self._emit("PickupObject", object=obj.ref)
         self.dialogue.held = obj
+
+    def _container_of(self, obj: Grounded) -> Grounded | None:
+        """The openable receptacle memory last saw ``obj`` inside (fridge, microwave, drawer…), if any."""
+        memory = self._memory
+        if memory is None or obj.object_id is None:
+            return None
+        parent = None
+        unit = next((u for u in memory.stm_units() if u.object_id == obj.object_id), None)
+        if unit is not None and unit.relation.startswith("inside "):
+            parent = unit.relation.split(" ", 1)[1]
+        elif unit is None:
+            record = memory.ltm_object(obj.object_id)
+            parent = record["parent"] if record else None
+        if parent and "openable" in capabilities(parent.split("|", 1)[0]):
+            return Grounded(parent.split("|", 1)[0], parent, "stm", movable=False)
+        return None
 
     def _put_into(self, target: Grounded) -> None:
         self._go(target)
@@ -359,7 +428,7 @@ class SymbolicPlanner:
         if action == "PUT" and intent.obj.piece and "each" in intent.obj.text:
             assert intent.target is not None
             for sliced in list(self.dialogue.sliced):
-                piece = Grounded(PIECE_TYPES[sliced], None, "dialogue")
+                piece = Grounded(PIECE_TYPES.get(sliced, sliced), None, "dialogue")
                 self._acquire(piece)
                 self._put_into(self.dialogue.mention(self.ground(intent.target, "receptacle")))
             return
@@ -393,12 +462,15 @@ class SymbolicPlanner:
                 self._acquire(self._instance(knife_types, Phrase("knife"), "pick"))
             self._go(obj)
             self._emit("SliceObject", object=obj.ref)
-            if obj.object_type not in self.dialogue.sliced:
-                self.dialogue.sliced.append(obj.object_type)
+            base = PIECE_BASES.get(obj.object_type, obj.object_type)
+            if base not in self.dialogue.sliced:
+                self.dialogue.sliced.append(base)
         elif action in ("HEAT", "TOAST"):
+            if action == "TOAST" and "Bread" in self.dialogue.sliced and obj.object_type != "BreadSliced":
+                obj = self.dialogue.mention(Grounded("BreadSliced", None, "dialogue"))
             tool = "Toaster" if action == "TOAST" else intent.tool or \
                 next(iter(self._scene_types(["Microwave", "StoveBurner"])), "Microwave")
-            appliance = self._instance([tool], Phrase(tool), "receptacle")
+            appliance = self.dialogue.mention(self._instance([tool], Phrase(tool), "receptacle"))
             held = self.dialogue.held
             already_inside = action == "HEAT" and self.dialogue.last_target is not None and \
                 self.dialogue.last_target.object_type == tool and held is None
@@ -416,7 +488,7 @@ class SymbolicPlanner:
             faucet = self._instance(["Faucet"], Phrase("faucet"), "toggle")
             self._emit("ToggleOn", object=faucet.ref)
         elif action == "COFFEE":
-            machine = self._instance(["CoffeeMachine"], Phrase("coffee machine"), "receptacle")
+            machine = self.dialogue.mention(self._instance(["CoffeeMachine"], Phrase("coffee machine"), "receptacle"))
             self._acquire(obj)
             self._put_into(machine)
             self._emit("ToggleOn", object=machine.ref)
