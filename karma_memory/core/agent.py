@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from karma_memory.core.errors import KarmaMemoryError
-from karma_memory.core.long_term import thor_object_observations
+from karma_memory.core.long_term import INSIDE_RECEPTACLES, thor_object_observations
 from karma_memory.core.memory_access import AgentMemory
 from karma_memory.core.planner.base import Plan, PlannerBackend, PlanningContext
 from karma_memory.core.skills import SkillCall, SkillCost, SkillExecutor, SkillResult
@@ -146,6 +146,24 @@ class KarmaAgent:
                     (Relation(*unit.relation.split(" ", 1)),), True, self._stamp(), f"skill:{call.skill}"))
         self.memory.observe(observations)
 
+    def _placed(self, object_id: str, call: SkillCall) -> None:
+        """The robot knows where it put something even when it cannot see it there (inside a fridge)."""
+        visible = self.executor.visible_objects()
+        if any(o["objectId"] == object_id for o in visible):
+            return  # perception already reported it
+        wanted = str(call.args.get("receptacle") or "GarbageCan")
+        holder = next((o for o in visible if o["objectId"] == wanted), None) or min(
+            (o for o in visible if o["objectType"] == wanted.split("|", 1)[0]),
+            key=lambda o: o.get("distance", 0.0), default=None)
+        if holder is None:
+            return
+        position = holder["position"]
+        predicate = "inside" if holder["objectType"] in INSIDE_RECEPTACLES else "on"
+        self.memory.observe([ObjectObservation(
+            object_id, object_id.split("|", 1)[0], (position["x"], position["y"], position["z"]),
+            ObservationKind.MOVED, relations=(Relation(predicate, holder["objectId"]),), movable=True,
+            stamp=self._stamp(), source=f"skill:{call.skill}")])
+
     def _washed(self) -> dict[str, tuple[str, ...]]:
         """Objects in a sink basin under a running faucet: washed (THOR has no state for a washed apple)."""
         visible = self.executor.visible_objects()
@@ -195,6 +213,8 @@ class KarmaAgent:
             acted = {i for i in (result.object_id, held_before) if i}
             self.observe(acted if result.success else set(), self._washed(), call.skill)
             self._heated_in_memory(call, result)
+            if result.success and held_before and call.skill in ("PutObject", "ThrowObject"):
+                self._placed(held_before, call)
         report.steps.append(record)
         if self.on_step is not None:
             self.on_step(record)

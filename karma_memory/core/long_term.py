@@ -338,8 +338,8 @@ class LongTermMemory:
         _, payload, used = read_envelope_with_fallback(source / GRAPH_FILE, KIND, sg.SCHEMA_VERSION)
         try:
             graph = sg.graph_from_data(payload)
-        except InvalidObservationError as err:
-            raise MemoryFileError(f"{used}: {err}") from err
+        except (InvalidObservationError, TypeError, ValueError, AttributeError, KeyError) as err:
+            raise MemoryFileError(f"{used}: the scene graph in it is malformed: {err}") from err
         self.graph = graph
         self._rebuild_caches()
         return used

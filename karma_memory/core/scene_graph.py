@@ -359,18 +359,37 @@ def validate_graph(graph: nx.DiGraph) -> list[str]:
             parents = [p for p in graph.predecessors(node) if graph.nodes[p].get("level") == AREA]
             if len(parents) > 1:
                 problems.append(f"{node}: {len(parents)} parent areas")
-            if len(data["position"]) != 3 or not all(math.isfinite(v) for v in data["position"]):
-                problems.append(f"{node}: non-finite position")
+            if not isinstance(node, str) or not isinstance(data["object_type"], str) or not data["object_type"]:
+                problems.append(f"{node!r}: object id and type must be non-empty strings")
+            if not _is_vec3(data["position"]) or (data.get("size") is not None and not _is_vec3(data["size"])):
+                problems.append(f"{node}: position/size must be three finite numbers")
+            if not isinstance(data["states"], list) or not all(isinstance(v, str) for v in data["states"]):
+                problems.append(f"{node}: states must be a list of strings")
+            if not isinstance(data["movable"], bool) or not _is_number(data["last_seen"]) \
+                    or not _is_number(data["first_seen"]) or not isinstance(data["history"], list):
+                problems.append(f"{node}: movable/last_seen/first_seen/history have the wrong type")
+            if data.get("area") is not None and not isinstance(data.get("area"), str):
+                problems.append(f"{node}: area must be a string")
         elif level == AREA:
-            if len(data.get("position") or ()) != 3:
-                problems.append(f"{node}: area without a 3D position")
+            if not isinstance(node, str) or not _is_vec3(data.get("position")):
+                problems.append(f"{node!r}: area without a finite 3D position")
             floors = [p for p in graph.predecessors(node) if graph.nodes[p].get("level") == FLOOR]
             if len(floors) != 1:
                 problems.append(f"{node}: {len(floors)} parent floors")
     for u, v, d in graph.edges(data=True):
+        if d.get("relation") not in (STRUCTURAL, NAVIGABLE, "on", "inside", "near"):
+            problems.append(f"edge {u}->{v}: unknown relation {d.get('relation')!r}")
         if d.get("relation") == NAVIGABLE and not graph.has_edge(v, u):
             problems.append(f"navigable edge {u}->{v} has no reverse")
     return problems
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_vec3(value: object) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) == 3 and all(_is_number(v) for v in value)
 
 
 def graph_to_data(graph: nx.DiGraph) -> dict[str, Any]:
@@ -384,6 +403,8 @@ def graph_from_data(data: Mapping[str, Any]) -> nx.DiGraph:
     Raises:
         InvalidObservationError: when the data is not a well-formed scene graph.
     """
+    if not isinstance(data, Mapping):
+        raise InvalidObservationError(f"scene graph data must be a mapping, got {type(data).__name__}")
     try:
         graph = nx.node_link_graph(data, directed=True, multigraph=False, edges="edges")
     except (KeyError, TypeError, AttributeError, ValueError, nx.NetworkXError) as err:
@@ -398,7 +419,13 @@ def graph_from_data(data: Mapping[str, Any]) -> nx.DiGraph:
     graph.graph.setdefault("tombstones", {})
     graph.graph.setdefault("pending", {})
     graph.graph.setdefault("version", 0)
-    problems = validate_graph(graph)
+    if not isinstance(graph.graph.get("tombstones"), dict) or not isinstance(graph.graph.get("pending"), dict) \
+            or not isinstance(graph.graph.get("version"), int):
+        raise InvalidObservationError("scene graph data has malformed graph attributes (version/tombstones/pending)")
+    try:
+        problems = validate_graph(graph)
+    except (TypeError, KeyError, AttributeError) as err:
+        raise InvalidObservationError(f"scene graph data has malformed nodes or edges: {err!r}") from err
     if problems:
         raise InvalidObservationError(f"scene graph data violates invariants: {problems[:5]}")
     return graph

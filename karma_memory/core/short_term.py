@@ -64,6 +64,22 @@ class MemoryUnit:
         return " ".join(facts)
 
 
+def _check_unit(unit: MemoryUnit) -> None:
+    """Raise ValueError naming what is wrong with a unit (empty id, unknown state, non-finite position)."""
+    if not isinstance(unit.object_id, str) or not unit.object_id or not isinstance(unit.object_type, str):
+        raise ValueError(f"unit has an empty or non-string id/type: {unit.object_id!r}")
+    if len(unit.position) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in unit.position):
+        raise ValueError(f"unit {unit.object_id!r} has a bad position {unit.position!r}")
+    if not isinstance(unit.states, tuple) or any(not isinstance(s, str) or s not in OBJECT_STATES for s in unit.states):
+        raise ValueError(f"unit {unit.object_id!r} has unknown states {unit.states!r}")
+    if not isinstance(unit.last_seen, (int, float)) or isinstance(unit.last_seen, bool) or not math.isfinite(unit.last_seen):
+        raise ValueError(f"unit {unit.object_id!r} has a bad last_seen {unit.last_seen!r}")
+    if not isinstance(unit.hits, int) or isinstance(unit.hits, bool) or unit.hits < 0:
+        raise ValueError(f"unit {unit.object_id!r} has a bad hit count {unit.hits!r}")
+    if not all(isinstance(v, str) for v in (unit.relation, unit.image_path, unit.robot_id)):
+        raise ValueError(f"unit {unit.object_id!r} has non-string relation/image_path/robot_id")
+
+
 def _words(object_type: str) -> str:
     return "".join(" " + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(object_type)).strip()
 
@@ -174,9 +190,10 @@ class ShortTermMemory:
 
     def put(self, unit: MemoryUnit) -> list[str]:
         """Insert or merge a ready-made unit (e.g. restored, or from another robot)."""
-        if unit.object_id == "" or any(s not in OBJECT_STATES for s in unit.states) or \
-                not all(math.isfinite(v) for v in unit.position):
-            raise ConfigError(f"invalid memory unit {unit!r}")
+        try:
+            _check_unit(unit)
+        except ValueError as err:
+            raise ConfigError(f"invalid memory unit: {err}") from err
         with self._lock:
             return self._admit(unit)
 
@@ -317,13 +334,18 @@ class ShortTermMemory:
             raise ConfigError("ShortTermMemory.load: no directory given and none configured")
         _, payload, used = read_envelope_with_fallback(source / STM_FILE, KIND, SCHEMA_VERSION)
         try:
+            if not isinstance(payload, dict):
+                raise TypeError(f"payload is a {type(payload).__name__}, not a mapping")
             units = {}
             for raw in payload["units"]:
                 raw = dict(raw, position=tuple(raw["position"]), states=tuple(raw["states"]))
                 unit = MemoryUnit(**raw)
+                _check_unit(unit)
                 units[unit.object_id] = unit
             policy = policy_from_state(payload["policy_state"])
             stats = StmStats(**payload["stats"])
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in asdict(stats).values()):
+                raise ValueError(f"counters must be non-negative integers: {asdict(stats)}")
         except (KeyError, TypeError, ValueError, AttributeError, MemoryFileError) as err:
             raise MemoryFileError(f"{used}: short-term memory contents are malformed: {err}") from err
         if set(policy.keys()) != set(units) or len(units) > self.config.capacity:
