@@ -21,5 +21,8 @@ demo: setup
 bench: setup
 	$(VENV)/bin/karma bench all
 
+fleet-demo: setup
+	$(VENV)/bin/karma fleet demo
+
 clean:
 	rm -rf build .venv .pytest_cache

@@ -72,7 +72,7 @@ def run_in_process(scene: str, out: Path) -> int:
 def _finish(rows: list[tuple], graph, units, out: Path, scene: str) -> int:
     from karma_memory.viz import plot_memory
 
-    print("\n" + f"{'sub-instruction':52s} {'ok':>3s} {'steps':>5s} {'explor':>6s} {'mem hits':>8s}")
+    print("\n" + f"{'instruction':52s} {'ok':>3s} {'steps':>5s} {'explor':>6s} {'mem hits':>8s}")
     for sub, ok, steps, explorations, recalled, _ in rows:
         print(f"{sub[:52]:52s} {'yes' if ok else 'NO':>3s} {steps:5d} {explorations:6d} {recalled:8d}")
     total_ok = sum(r[1] for r in rows)

@@ -45,10 +45,15 @@ def plot_memory(graph: nx.DiGraph, stm_units: Iterable[MemoryUnit], path: Path |
         if not data["movable"]:
             ax.annotate(data["object_type"], (x, z), fontsize=5, xytext=(2, -7), textcoords="offset points")
     units = list(stm_units)
+    labelled: set[str] = set()
     for unit in units:
         x, _, z = unit.position
         ax.scatter([x], [z], s=220, facecolors="none", edgecolors="red", linewidths=1.8, zorder=4)
-        label = unit.object_type + (f" ({', '.join(s for s in unit.states if s != 'none')})" if unit.states else "")
+        if unit.object_type in labelled:  # eight apple slices in one spot: one label
+            continue
+        labelled.add(unit.object_type)
+        states = [s for s in unit.states if s != "none"]
+        label = unit.object_type + (f" ({', '.join(states)})" if states else "")
         ax.annotate(label, (x, z), fontsize=7, color="red", xytext=(6, 6), textcoords="offset points")
     ax.set_aspect("equal")
     ax.set_xlabel("x (m, THOR)")

@@ -11,111 +11,15 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import rclpy
-from rclpy.action import ActionClient
-from rclpy.executors import MultiThreadedExecutor
-from rclpy.node import Node
-from rclpy.qos import QoSProfile
+
+from karma_memory.client import KarmaClient as Probe  # noqa: F401 (tests use the public client)
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class Probe:
-    """A test-side node spinning in a background thread, with blocking helpers for topics, services, actions."""
-
-    def __init__(self, name: str = "probe") -> None:
-        self.node: Node = rclpy.create_node(name)
-        self.messages: dict[str, list[Any]] = {}
-        self._cond = threading.Condition()
-        self._executor = MultiThreadedExecutor(num_threads=2)
-        self._executor.add_node(self.node)
-        self._thread: threading.Thread | None = threading.Thread(target=self._executor.spin, daemon=True)
-        self._thread.start()
-        self._publishers: dict[str, Any] = {}
-        self._helpers: list[Node] = []
-
-    def subscribe(self, kind: type, topic: str, qos: QoSProfile | int = 10) -> list[Any]:
-        """Record every message of ``topic``; returns the (live) list."""
-        received = self.messages.setdefault(topic, [])
-
-        def keep(msg: Any) -> None:
-            with self._cond:
-                received.append(msg)
-                self._cond.notify_all()
-
-        self.node.create_subscription(kind, topic, keep, qos)
-        return received
-
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-        """Wait until ``predicate()`` holds (re-checked on every message and every 50 ms)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not predicate():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, 0.05))
-        return True
-
-    def latest(self, topic: str) -> Any:
-        return self.messages[topic][-1] if self.messages.get(topic) else None
-
-    def publish(self, kind: type, topic: str, msg: Any, qos: QoSProfile | int = 10) -> None:
-        if topic not in self._publishers:
-            self._publishers[topic] = self.node.create_publisher(kind, topic, qos)
-            deadline = time.monotonic() + 5.0
-            while self._publishers[topic].get_subscription_count() == 0 and time.monotonic() < deadline:
-                time.sleep(0.05)
-        self._publishers[topic].publish(msg)
-
-    def call(self, kind: type, name: str, request: Any, timeout: float = 10.0) -> Any:
-        client = self.node.create_client(kind, name)
-        try:
-            assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
-            return _wait(client.call_async(request), timeout)
-        finally:
-            self.node.destroy_client(client)
-
-    def run_action(self, kind: type, name: str, goal: Any, timeout: float = 60.0) -> tuple[Any, Any, list[Any]]:
-        """Send a goal and wait for its result: (status, result, feedback messages)."""
-        # An ActionClient made on a node that is spinning can be polled by the executor thread before its
-        # constructor finished (rclpy race: "'ActionClient' object has no attribute '_lock'"), so it is made
-        # on a helper node that joins the executor only afterwards.
-        helper = rclpy.create_node(f"{self.node.get_name()}_action_{len(self._helpers)}")
-        self._helpers.append(helper)
-        client = ActionClient(helper, kind, name)
-        self._executor.add_node(helper)
-        feedback: list[Any] = []
-        try:
-            assert client.wait_for_server(timeout_sec=timeout), f"action {name} not available"
-            handle = _wait(client.send_goal_async(goal, feedback_callback=lambda m: feedback.append(m.feedback)),
-                           timeout)
-            assert handle.accepted, f"goal to {name} rejected"
-            response = _wait(handle.get_result_async(), timeout)
-            return response.status, response.result, feedback
-        finally:
-            self._executor.remove_node(helper)
-            client.destroy()
-            helper.destroy_node()
-
-    def close(self) -> None:
-        if self._thread is None:
-            return
-        self._executor.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        self._thread = None
-
-
-def _wait(future: Any, timeout: float) -> Any:
-    done = threading.Event()
-    future.add_done_callback(lambda _f: done.set())
-    assert done.wait(timeout), f"no answer within {timeout} s"
-    return future.result()
 
 
 class StackProcess:

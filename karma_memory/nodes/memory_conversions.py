@@ -37,6 +37,7 @@ __all__ = [
     "LEVEL_TO_MSG",
     "LEVEL_FROM_MSG",
     "graph_node_to_msg",
+    "scene_graph_from_msg",
     "graph_edges",
     "scene_graph_to_msg",
     "scene_graph_delta_to_msg",
@@ -284,3 +285,28 @@ class UnitMessages:
                 self._cache.clear()
             msg = self._cache[unit] = memory_unit_to_msg(unit)
         return msg
+
+
+def scene_graph_from_msg(msg: SceneGraph) -> nx.DiGraph:
+    """A core scene graph (THOR frame) from a SceneGraph snapshot, e.g. to draw or save what a node holds."""
+    graph = sg.new_scene_graph(floors=0)
+    graph.graph["version"] = int(msg.version)
+    for node in msg.nodes:
+        level = LEVEL_FROM_MSG.get(int(node.level))
+        if level is None:
+            raise InvalidObservationError(f"scene graph node {node.id!r} has unknown level {node.level}")
+        attrs: dict[str, Any] = {"level": level, "version": int(msg.version)}
+        if level != sg.FLOOR:
+            attrs["position"] = point_to_thor(node.position, f"position of {node.id!r}")
+        if level == sg.AREA:
+            attrs["floor"] = node.parent_id
+        elif level == sg.OBJECT:
+            seen = stamp_to_seconds(node.last_seen)
+            attrs.update(object_type=node.object_type, states=list(node.states), movable=bool(node.movable),
+                         area=node.parent_id or None, last_seen=seen, first_seen=seen, observations=1, history=[],
+                         robot_id=node.robot_id, size=size_from_msg(node))
+        graph.add_node(node.id, **attrs)
+    for edge in msg.edges:
+        if edge.source in graph and edge.target in graph:
+            graph.add_edge(edge.source, edge.target, relation=edge.relation)
+    return graph

@@ -1,0 +1,137 @@
+"""A typed Python client for a running karma stack: tasks, memory services and latched topics."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+import rclpy
+from rclpy.action import ActionClient
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+
+__all__ = ["KarmaClient"]
+
+
+def _wait(future: Any, timeout: float) -> Any:
+    done = threading.Event()
+    future.add_done_callback(lambda _f: done.set())
+    if not done.wait(timeout):
+        raise TimeoutError(f"no answer within {timeout} s")
+    return future.result()
+
+
+class KarmaClient:
+    """A client node spun in a background thread, with blocking helpers for topics, services and actions.
+
+    The façade users script the stack with (like nav2's BasicNavigator): ``execute_task``, ``call``,
+    ``subscribe``/``latest``; spinning is hidden.
+    """
+
+    def __init__(self, name: str = "karma_client") -> None:
+        self.node: Node = rclpy.create_node(name)
+        self.messages: dict[str, list[Any]] = {}
+        self._cond = threading.Condition()
+        self._executor = MultiThreadedExecutor(num_threads=2)
+        self._executor.add_node(self.node)
+        self._thread: threading.Thread | None = threading.Thread(target=self._executor.spin, daemon=True)
+        self._thread.start()
+        self._publishers: dict[str, Any] = {}
+        self._helpers: list[Node] = []
+
+    def subscribe(self, kind: type, topic: str, qos: QoSProfile | int = 10) -> list[Any]:
+        """Record every message of ``topic``; returns the (live) list."""
+        received = self.messages.setdefault(topic, [])
+
+        def keep(msg: Any) -> None:
+            with self._cond:
+                received.append(msg)
+                self._cond.notify_all()
+
+        self.node.create_subscription(kind, topic, keep, qos)
+        return received
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+        """Wait until ``predicate()`` holds (re-checked on every message and every 50 ms)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.05))
+        return True
+
+    def latest(self, topic: str) -> Any:
+        return self.messages[topic][-1] if self.messages.get(topic) else None
+
+    def publish(self, kind: type, topic: str, msg: Any, qos: QoSProfile | int = 10) -> None:
+        if topic not in self._publishers:
+            self._publishers[topic] = self.node.create_publisher(kind, topic, qos)
+            deadline = time.monotonic() + 5.0
+            while self._publishers[topic].get_subscription_count() == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        self._publishers[topic].publish(msg)
+
+    def call(self, kind: type, name: str, request: Any, timeout: float = 10.0) -> Any:
+        client = self.node.create_client(kind, name)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f"service {name} not available")
+            return _wait(client.call_async(request), timeout)
+        finally:
+            self.node.destroy_client(client)
+
+    def run_action(self, kind: type, name: str, goal: Any, timeout: float = 60.0,
+                   on_feedback: Callable[[Any], None] | None = None) -> tuple[Any, Any, list[Any]]:
+        """Send a goal and wait for its result: (status, result, feedback messages)."""
+        # An ActionClient made on a node that is spinning can be polled by the executor thread before its
+        # constructor finished (rclpy race: "'ActionClient' object has no attribute '_lock'"), so it is made
+        # on a helper node that joins the executor only afterwards.
+        helper = rclpy.create_node(f"{self.node.get_name()}_action_{len(self._helpers)}")
+        self._helpers.append(helper)
+        client = ActionClient(helper, kind, name)
+        self._executor.add_node(helper)
+        feedback: list[Any] = []
+        try:
+            if not client.wait_for_server(timeout_sec=timeout):
+                raise TimeoutError(f"action {name} not available")
+            def keep(message: Any) -> None:
+                feedback.append(message.feedback)
+                if on_feedback is not None:
+                    on_feedback(message.feedback)
+
+            handle = _wait(client.send_goal_async(goal, feedback_callback=keep), timeout)
+            if not handle.accepted:
+                raise RuntimeError(f"goal to {name} rejected")
+            response = _wait(handle.get_result_async(), timeout)
+            return response.status, response.result, feedback
+        finally:
+            self._executor.remove_node(helper)
+            client.destroy()
+            helper.destroy_node()
+
+    def execute_task(self, instruction: str, namespace: str = "", goal_conditions: str = "", scene: str = "",
+                     timeout: float = 120.0, on_feedback: Callable[[Any], None] | None = None) -> Any:
+        """Run an instruction through the planner's ExecuteTask action; returns the result message."""
+        from karma_interfaces.action import ExecuteTask
+
+        goal = ExecuteTask.Goal(instruction=instruction, goal_conditions=goal_conditions, scene=scene)
+        _, result, _ = self.run_action(ExecuteTask, f"{namespace}/execute_task", goal, timeout, on_feedback)
+        return result
+
+    def close(self) -> None:
+        if self._thread is None:
+            return
+        self._executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        self._thread = None
+
+
+def _wait(future: Any, timeout: float) -> Any:
+    done = threading.Event()
+    future.add_done_callback(lambda _f: done.set())
+    assert done.wait(timeout), f"no answer within {timeout} s"
+    return future.result()
