@@ -164,9 +164,15 @@ def oriented_box(points: np.ndarray, minimal: bool = False) -> o3d.geometry.Orie
         return None
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
     try:
-        return cloud.get_minimal_oriented_bounding_box() if minimal else cloud.get_oriented_bounding_box()
+        box = cloud.get_minimal_oriented_bounding_box() if minimal else cloud.get_oriented_bounding_box()
     except RuntimeError:  # qhull fails on coplanar points
         return None
+    if minimal:  # open3d's hull search can return a box larger than the axis-aligned one: keep the smaller
+        aligned = o3d.geometry.OrientedBoundingBox.create_from_axis_aligned_bounding_box(
+            cloud.get_axis_aligned_bounding_box())
+        if aligned.volume() < box.volume():
+            return aligned
+    return box
 
 
 def voxel_keys(points: np.ndarray, voxel: float) -> np.ndarray:
