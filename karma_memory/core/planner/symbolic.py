@@ -108,8 +108,8 @@ class SymbolicPlanner:
         self._before = DialogueState()
 
     def rollback(self) -> None:
-        """The last plan failed: forget what it assumed (what it sliced, where it put things)."""
-        self.dialogue = copy.deepcopy(self._before)
+        """The last plan failed: forget what it assumed it sliced (referents stay for "it")."""
+        self.dialogue.sliced = list(self._before.sliced)
 
     # ---- entry point ----------------------------------------------------------------------------
     def plan(self, context: PlanningContext) -> Plan:
