@@ -20,7 +20,7 @@ import networkx as nx
 import numpy as np
 
 from karma_memory.core.errors import InvalidObservationError, UnknownObjectError
-from karma_memory.core.types import ObjectObservation, ObservationKind, Relation, Vec3
+from karma_memory.core.types import MAX_STAMP_S, ObjectObservation, ObservationKind, Relation, Vec3
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -365,8 +365,8 @@ def validate_graph(graph: nx.DiGraph) -> list[str]:
                 problems.append(f"{node}: position/size must be three finite numbers")
             if not isinstance(data["states"], list) or not all(isinstance(v, str) for v in data["states"]):
                 problems.append(f"{node}: states must be a list of strings")
-            if not isinstance(data["movable"], bool) or not _is_number(data["last_seen"]) \
-                    or not _is_number(data["first_seen"]) or not isinstance(data["history"], list):
+            if not isinstance(data["movable"], bool) or not _is_stamp(data["last_seen"]) \
+                    or not _is_stamp(data["first_seen"]) or not isinstance(data["history"], list):
                 problems.append(f"{node}: movable/last_seen/first_seen/history have the wrong type")
             if data.get("area") is not None and not isinstance(data.get("area"), str):
                 problems.append(f"{node}: area must be a string")
@@ -386,6 +386,10 @@ def validate_graph(graph: nx.DiGraph) -> list[str]:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_stamp(value: object) -> bool:
+    return _is_number(value) and abs(value) < MAX_STAMP_S  # type: ignore[operator]
 
 
 def _is_vec3(value: object) -> bool:

@@ -21,7 +21,7 @@ from karma_memory.core.embedding import Embedder
 from karma_memory.core.errors import ConfigError, MemoryFileError, UnknownObjectError
 from karma_memory.core.persistence import read_envelope_with_fallback, write_envelope
 from karma_memory.core.policies import PolicyConfig, make_policy, policy_from_state
-from karma_memory.core.types import OBJECT_STATES, ObjectObservation, ObservationKind, Vec3
+from karma_memory.core.types import MAX_STAMP_S, OBJECT_STATES, ObjectObservation, ObservationKind, Vec3
 
 __all__ = ["MemoryUnit", "StmConfig", "StmStats", "ShortTermMemory", "STM_FILE"]
 
@@ -72,7 +72,8 @@ def _check_unit(unit: MemoryUnit) -> None:
         raise ValueError(f"unit {unit.object_id!r} has a bad position {unit.position!r}")
     if not isinstance(unit.states, tuple) or any(not isinstance(s, str) or s not in OBJECT_STATES for s in unit.states):
         raise ValueError(f"unit {unit.object_id!r} has unknown states {unit.states!r}")
-    if not isinstance(unit.last_seen, (int, float)) or isinstance(unit.last_seen, bool) or not math.isfinite(unit.last_seen):
+    if not isinstance(unit.last_seen, (int, float)) or isinstance(unit.last_seen, bool) \
+            or not math.isfinite(unit.last_seen) or abs(unit.last_seen) >= MAX_STAMP_S:
         raise ValueError(f"unit {unit.object_id!r} has a bad last_seen {unit.last_seen!r}")
     if not isinstance(unit.hits, int) or isinstance(unit.hits, bool) or unit.hits < 0:
         raise ValueError(f"unit {unit.object_id!r} has a bad hit count {unit.hits!r}")

@@ -39,6 +39,9 @@ RELATIONS: tuple[str, ...] = ("on", "inside", "near")
 
 Vec3 = tuple[float, float, float]
 
+#: stamps are seconds that must fit a ROS builtin_interfaces/Time (int32 seconds)
+MAX_STAMP_S = 2.0 ** 31
+
 
 def check_vec3(value: object, what: str) -> Vec3:
     """Return ``value`` as a finite 3-tuple of floats or raise InvalidObservationError naming ``what``.
@@ -128,8 +131,9 @@ class ObjectObservation:
             raise InvalidObservationError(f"unknown state(s) {bad} for {self.object_id!r}; expected {OBJECT_STATES}")
         object.__setattr__(self, "states", tuple(self.states))
         object.__setattr__(self, "relations", tuple(self.relations))
-        if not math.isfinite(self.stamp):
-            raise InvalidObservationError(f"stamp of {self.object_id!r} is not finite")
+        if not math.isfinite(self.stamp) or abs(self.stamp) >= MAX_STAMP_S:
+            raise InvalidObservationError(f"stamp of {self.object_id!r} must be finite seconds within ±2^31, "
+                                          f"got {self.stamp!r}")
         if not 0.0 <= self.confidence <= 1.0:
             raise InvalidObservationError(f"confidence of {self.object_id!r} must be in [0, 1], got {self.confidence}")
 
