@@ -49,7 +49,7 @@ if ! done_stage interfaces "$h"; then
   { grep -rl '/opt/python/cp311-cp311' "$VENV/share" --include='*.cmake' 2>/dev/null || true; } | xargs -r sed -i \
     -e "s#/opt/python/cp311-cp311/include/python3.11#$PYINC#g" \
     -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NPINC#g"
-  rm -rf build/karma_interfaces
+  rm -rf build/karma_interfaces && mkdir -p build
   CMAKE_PREFIX_PATH=$VENV AMENT_PREFIX_PATH=$VENV cmake -S karma_interfaces -B build/karma_interfaces \
     -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF >build/karma_interfaces.log 2>&1 \
     || { tail -40 build/karma_interfaces.log; exit 1; }
