@@ -6,7 +6,7 @@ import copy
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -85,8 +85,20 @@ def _cut_hole(part: tuple[np.ndarray, np.ndarray], hlo: np.ndarray,
         if ax1 - ax0 > 1e-4 and az1 - az0 > 1e-4:
             out.append((np.array([ax0, lo[1], az0]), np.array([ax1, hi[1], az1])))
     return out
+
+
 # The held object floats this far ahead of and below the camera.
 _HAND_AHEAD, _HAND_BELOW = 0.45, 0.35
+
+
+def chain_of_parents(parent: Mapping[str, str | None], oid: str) -> list[str]:
+    """The receptacles holding ``oid``, innermost first (cycle-safe)."""
+    out: list[str] = []
+    cur = parent.get(oid)
+    while cur is not None and cur not in out:
+        out.append(cur)
+        cur = parent.get(cur)
+    return out
 
 
 @dataclass(frozen=True)
@@ -166,11 +178,7 @@ class Snapshot:
 
     # ---------------------------------------------------------------------------------- containment
     def ancestors(self, oid: str) -> list[str]:
-        out, cur = [], self.parent.get(oid)
-        while cur is not None and cur not in out:
-            out.append(cur)
-            cur = self.parent.get(cur)
-        return out
+        return chain_of_parents(self.parent, oid)
 
     def enclosed(self) -> frozenset[str]:
         """Ids inside a closed enclosing receptacle (fridge, cabinet, drawer, ...), at any depth."""
@@ -495,11 +503,7 @@ class World:
         return out
 
     def ancestors(self, oid: str) -> list[str]:
-        out, cur = [], self.parent.get(oid)
-        while cur is not None and cur not in out:
-            out.append(cur)
-            cur = self.parent.get(cur)
-        return out
+        return chain_of_parents(self.parent, oid)
 
     def box(self, oid: str) -> tuple[np.ndarray, np.ndarray]:
         return aabb_of(self.objects[oid])
