@@ -92,13 +92,16 @@ class TypeIndex:
         # the embedding dimension is in the name so a different model never mixes with stored vectors.
         collection = f"object_types_{embedder.dim}" + ("" if path is not None else f"_{uuid.uuid4().hex[:12]}")
         settings = Settings(anonymized_telemetry=False, allow_reset=True)
-        self._client = (chromadb.PersistentClient(path=str(path), settings=settings) if path is not None
-                        else chromadb.EphemeralClient(settings=settings))
-        self._collection = self._client.get_or_create_collection(
-            collection, embedding_function=None, metadata={"hnsw:space": "cosine"})
+        with TypeIndex._create_lock:
+            self._client = (chromadb.PersistentClient(path=str(path), settings=settings) if path is not None
+                            else chromadb.EphemeralClient(settings=settings))
+            self._collection = self._client.get_or_create_collection(
+                collection, embedding_function=None, metadata={"hnsw:space": "cosine"})
         self._embedder = embedder
         self._known: set[str] = set(self._collection.get(include=[])["ids"])
         self._lock = threading.Lock()
+
+    _create_lock = threading.Lock()  # chromadb clients must not be created by two threads at once
 
     @staticmethod
     def describe(object_type: str) -> str:
@@ -288,13 +291,15 @@ class LongTermMemory:
                     sem_vec[self._type_columns[other]] = max(sim, 0.0)
         prior = (present * prior_vec).max(axis=1) if n_types else np.zeros(len(self._area_ids))
         semantic = (present * sem_vec).max(axis=1) if n_types else np.zeros(len(self._area_ids))
-        evidence = np.zeros(len(self._area_ids))
-        for obj in self._type_objects.get(object_type, ()):
-            area = self.graph.nodes[obj].get("area")
-            if area in self._area_row:
-                evidence[self._area_row[area]] = 1.0
+        column = self._type_columns.get(object_type)
+        evidence = (self._area_type_counts[:, column] > 0).astype(float) if column is not None \
+            else np.zeros(len(self._area_ids))
         score = cfg.evidence_weight * evidence + cfg.prior_weight * prior + cfg.semantic_weight * semantic
-        order = np.lexsort((np.arange(len(score)), -score))[: k or len(score)]
+        if k and k < len(score):  # top-k without sorting thousands of areas
+            top = np.argpartition(-score, k - 1)[:k]
+            order = top[np.lexsort((top, -score[top]))]
+        else:
+            order = np.lexsort((np.arange(len(score)), -score))
         ranked = []
         for row in order:
             reasons = []
