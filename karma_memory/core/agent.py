@@ -220,7 +220,8 @@ class KarmaAgent:
             self.on_step(record)
         return record
 
-    def _correct_memory(self, call: SkillCall, unavailable: set[str], searched: set[str]) -> None:
+    def _correct_memory(self, call: SkillCall, unavailable: set[str], searched: set[str],
+                        failed_ids: set[str]) -> None:
         """A failed step means memory was wrong about that object: forget it so replanning explores."""
         ref = str(call.args.get("object") or call.args.get("receptacle") or "")
         if call.skill == "Explore" and "|" not in ref:
@@ -228,6 +229,7 @@ class KarmaAgent:
                 unavailable.add(ref)
             searched.add(ref)
         if "|" in ref:
+            failed_ids.add(ref)  # the planner must not send the robot to the same place again
             self.memory.stm_forget(ref)
             if call.skill in ("GoToObject", "PickupObject"):
                 visible_ids = {o["objectId"] for o in self.executor.visible_objects()}
@@ -251,12 +253,14 @@ class KarmaAgent:
         attempts = 0
         unavailable: set[str] = set()
         searched: set[str] = set()
+        failed_ids: set[str] = set()
         while True:
             context = PlanningContext(instruction=instruction, messages=self._messages(instruction),
                                       known_types=self.known_types, area_ids=self.area_ids,
                                       completed=list(self.completed), memory=self.memory,
                                       held_object=self.held_object(), extra={"unavailable": set(unavailable),
-                                                                              "searched": set(searched)})
+                                                                              "searched": set(searched),
+                                                                              "failed_ids": set(failed_ids)})
             try:
                 plan = self.backend.plan(context)
             except KarmaMemoryError as err:
@@ -274,7 +278,7 @@ class KarmaAgent:
                 report.success = True
                 report.message = f"done in {len(report.steps)} steps"
                 break
-            self._correct_memory(failed.call, unavailable, searched)
+            self._correct_memory(failed.call, unavailable, searched, failed_ids)
             rollback = getattr(self.backend, "rollback", None)
             if callable(rollback):
                 rollback()

@@ -101,6 +101,7 @@ class SymbolicPlanner:
         self._before = DialogueState()
         self._searched: set[str] = set()
         self._pending_open: Grounded | None = None  # a container named by the phrase ("from the fridge")
+        self._failed_ids: set[str] = set()  # ids a skill failed on in this instruction: not used again
 
     def reset(self) -> None:
         """Forget the dialogue (a new high-level instruction starts)."""
@@ -122,6 +123,7 @@ class SymbolicPlanner:
         self._memory = context.memory
         self._steps: list[SkillCall] = []
         self._searched = set(context.extra.get("searched", ()))
+        self._failed_ids = set(context.extra.get("failed_ids", ()))
         self._pending_open = None
         self._before = copy.deepcopy(self.dialogue)
         self.recalled = []
@@ -244,7 +246,7 @@ class SymbolicPlanner:
                 loc_types = set(self._lexical(phrase.location, "receptacle"))
                 located = [r for r in records if r["parent"] and r["parent"].split("|", 1)[0] in loc_types]
                 records = located or records
-            immovable = [r for r in records if not r["movable"]]
+            immovable = [r for r in records if not r["movable"] and r["id"] not in self._failed_ids]
             if immovable:
                 return Grounded(immovable[0]["type"], immovable[0]["id"], "ltm", movable=False)
             if records:
