@@ -72,10 +72,7 @@ def scene_map(scene: str, config: LtmConfig, embedder: Embedder | None) -> tuple
 
     data = load_scene(scene)
     memory = LongTermMemory(config, embedder)
-    from karma_memory.core import scene_graph as sg
-
-    sg.add_areas(memory.graph, data.reachable, spacing=config.area_spacing, cell=data.grid_size)
-    memory._rebuild_caches()
+    memory.add_areas(data.reachable)
     memory.observe_many(o for o in thor_object_observations(data.objects, source="map") if not o.movable)
     return memory, data
 

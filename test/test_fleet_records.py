@@ -12,7 +12,6 @@ from dataclasses import replace
 import pytest
 from helpers import HashEmbedder, grid, obs
 
-from karma_memory.core import scene_graph as sg
 from karma_memory.core.errors import ConfigError, InvalidObservationError, KarmaMemoryError
 from karma_memory.core.fleet import (
     BACKENDS, ChromaBackend, ChromaConfig, LocalBackend, LtmBackend, ObjectRecord, Outbox, make_backend,
@@ -155,8 +154,7 @@ def test_a_record_without_metadata_is_rejected():
 
 def test_node_record_reads_graph_nodes_including_pending_relations():
     memory = LongTermMemory(LtmConfig(semantic_weight=0), HashEmbedder())
-    sg.add_areas(memory.graph, grid(0, 3, 0, 3))
-    memory._rebuild_caches()
+    memory.add_areas(grid(0, 3, 0, 3))
     memory.observe(obs("Apple|1", relations=[("on", "Plate|9")], stamp=2.0))  # Plate not seen yet
     record = node_record(memory.graph, "Apple|1", "me")
     assert record.relations == (Relation("on", "Plate|9"),)
@@ -219,8 +217,7 @@ def test_outbox_rejects_a_corrupt_file(tmp_path):
 # ---- backends ---------------------------------------------------------------------------------------------------
 def test_local_backend_is_the_plain_memory(tmp_path):
     memory = LongTermMemory(LtmConfig(semantic_weight=0), HashEmbedder(), directory=tmp_path)
-    sg.add_areas(memory.graph, grid(0, 3, 0, 3))
-    memory._rebuild_caches()
+    memory.add_areas(grid(0, 3, 0, 3))
     backend = make_backend("local", memory)
     assert isinstance(backend, LocalBackend) and isinstance(backend, LtmBackend)
     changes = backend.observe([obs("Apple|1", stamp=1.0), obs("Apple|1", stamp=0.5)])  # the older one is ignored
@@ -254,8 +251,7 @@ def test_chroma_backend_works_offline_and_keeps_writes(tmp_path):
     from karma_memory.core.fleet.server import free_port
 
     memory = LongTermMemory(LtmConfig(semantic_weight=0), HashEmbedder(), directory=tmp_path)
-    sg.add_areas(memory.graph, grid(0, 3, 0, 3))
-    memory._rebuild_caches()
+    memory.add_areas(grid(0, 3, 0, 3))
     config = ChromaConfig("r1", port=free_port(), connect_timeout_s=0.2, request_timeout_s=0.2, retry_backoff_s=0.05)
     backend = ChromaBackend(memory, config, HashEmbedder())
     changes = backend.observe([obs("Apple|1", stamp=1.0), obs("Mug|1", stamp=1.0)])
@@ -281,8 +277,7 @@ def test_owner_side_merge_of_pulled_records(tmp_path):
     from karma_memory.core.fleet.chroma_sync import FLEET_ATTR, _Pull
 
     memory = LongTermMemory(LtmConfig(semantic_weight=0), HashEmbedder(), directory=tmp_path)
-    sg.add_areas(memory.graph, grid(0, 3, 0, 3))
-    memory._rebuild_caches()
+    memory.add_areas(grid(0, 3, 0, 3))
     backend = ChromaBackend(memory, ChromaConfig("alpha", port=1), HashEmbedder(), start=False)
     backend.observe([obs("Mug|1", position=(1.0, 0.9, 1.0), states=("dirty",), stamp=5.0)])
     remote = ObjectRecord("Mug|1", "zeta", 100, True, "Mug", (2.0, 0.9, 2.0), (0.1, 0.2, 0.1), ("cleaned",), (),

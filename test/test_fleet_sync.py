@@ -26,8 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _memory(directory: Path) -> LongTermMemory:
     memory = LongTermMemory(LtmConfig(semantic_weight=0), HashEmbedder(), directory=directory)
-    sg.add_areas(memory.graph, grid(0, 4, 0, 4))
-    memory._rebuild_caches()
+    memory.add_areas(grid(0, 4, 0, 4))
     return memory
 
 
@@ -261,7 +260,7 @@ from karma_memory.core import scene_graph as sg
 from karma_memory.core.fleet import ChromaBackend, ChromaConfig
 from karma_memory.core.long_term import LongTermMemory, LtmConfig
 memory = LongTermMemory(LtmConfig(semantic_weight=0), HashEmbedder(), directory={directory!r})
-sg.add_areas(memory.graph, grid(0, 4, 0, 4)); memory._rebuild_caches()
+memory.add_areas(grid(0, 4, 0, 4))
 backend = ChromaBackend(memory, ChromaConfig("crashy", port={port}, collection={collection!r}, flush_interval_s=0.05,
                                              pull_interval_s=0.05), HashEmbedder())
 for step in range(100000):

@@ -22,8 +22,7 @@ def kitchen_objects():
 
 def small_memory(tmp_path=None):
     memory = LongTermMemory(LtmConfig(area_spacing=1.5), HashEmbedder(), tmp_path)
-    sg.add_areas(memory.graph, grid(0, 4.5, 0, 4.5), spacing=1.5)
-    memory._rebuild_caches()
+    memory.add_areas(grid(0, 4.5, 0, 4.5))
     return memory
 
 

@@ -34,8 +34,7 @@ def ros() -> Iterator[None]:
 
 def small_memory() -> LongTermMemory:
     ltm = LongTermMemory()
-    sg.add_areas(ltm.graph, grid(0, 3, 0, 3), spacing=1.5)
-    ltm._rebuild_caches()
+    ltm.add_areas(grid(0, 3, 0, 3))
     ltm.observe(obs("Table|1", position=(1.0, 0.4, 1.0), movable=False))
     ltm.observe(obs("Fridge|1", position=(2.5, 0.9, 2.5), movable=False))
     ltm.observe(obs("Apple|1", position=(1.0, 0.9, 1.0), relations=[("on", "Table|1")], stamp=2.0))

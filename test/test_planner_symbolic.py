@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from helpers import HashEmbedder, grid, obs
-from karma_memory.core import scene_graph as sg
 from karma_memory.core.errors import PlanValidationError
 from karma_memory.core.long_term import LongTermMemory, LtmConfig
 from karma_memory.core.memory_access import LocalMemory
@@ -47,8 +46,7 @@ def test_unparseable_instructions_are_rejected_with_a_reason(text):
 
 def memories(use_ltm=True, use_stm=True):
     ltm = LongTermMemory(LtmConfig(), HashEmbedder())
-    sg.add_areas(ltm.graph, grid(0, 4.5, 0, 4.5), spacing=1.5)
-    ltm._rebuild_caches()
+    ltm.add_areas(grid(0, 4.5, 0, 4.5))
     for oid, pos in (("Fridge|1", (0.2, 1, 0.2)), ("SinkBasin|1", (4.3, 1, 0.2)), ("Faucet|1", (4.4, 1.2, 0.1)),
                      ("CounterTop|1", (2, 1, 0.2)), ("Microwave|1", (2.5, 1.2, 0.2))):
         ltm.observe(obs(oid, position=pos, movable=False))

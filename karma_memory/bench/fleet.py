@@ -71,7 +71,6 @@ def _load_robot(index: int, port: int, workdir: str, seconds: float, rate: float
                 embedder: str, sync: dict[str, Any], ready: Any, go: Any, out: Any) -> None:
     """One robot process: observe ``rate`` objects/s in ``frame_hz`` frames for ``seconds``; measure the lag of
     other robots' observations into this robot's graph."""
-    from karma_memory.core import scene_graph as sg
     from karma_memory.core.fleet import ChromaBackend, ChromaConfig
     from karma_memory.core.long_term import LongTermMemory, LtmConfig
     from karma_memory.core.types import ObjectObservation
@@ -79,8 +78,7 @@ def _load_robot(index: int, port: int, workdir: str, seconds: float, rate: float
     name = f"robot_{index}"
     memory = LongTermMemory(LtmConfig(semantic_weight=0.0), directory=Path(workdir) / name)
     xs, zs = np.meshgrid(np.arange(0, 30, 0.25), np.arange(0, 30, 0.25))
-    sg.add_areas(memory.graph, np.column_stack([xs.ravel(), zs.ravel()]), spacing=1.5)
-    memory._rebuild_caches()
+    memory.add_areas(np.column_stack([xs.ravel(), zs.ravel()]))
     backend = ChromaBackend(memory, ChromaConfig(name, port=port, collection="load", **sync), _embedder(embedder))
     types = ["Apple", "Mug", "Bowl", "Plate", "Cup", "Knife", "Bread", "Tomato", "Egg", "Spoon"]
     rng = np.random.default_rng(index)
@@ -184,8 +182,7 @@ def _catch_up_robot(port: int, workdir: str, n_objects: int, queries: int, embed
     emb = _embedder(embedder)
     emb.embed(["warm up"])
     memory = LongTermMemory(LtmConfig(), emb, directory=Path(workdir) / "robot_b")
-    sg.add_areas(memory.graph, cells, spacing=memory.config.area_spacing)
-    memory._rebuild_caches()
+    memory.add_areas(cells)
     backend = ChromaBackend(memory, ChromaConfig("robot_b", port=port, collection="building", request_timeout_s=60.0,
                                                  pull_page_size=10000), emb)
     rss_start = _rss_mb()  # interpreter, model, chromadb client and the map: what the objects add comes after
@@ -213,15 +210,13 @@ def bench_building(port: int, workdir: Path, n_objects: int, queries: int, embed
     from chromadb.config import Settings
 
     from karma_memory.bench.ltm import building_workload
-    from karma_memory.core import scene_graph as sg
     from karma_memory.core.fleet import ChromaBackend, ChromaConfig
     from karma_memory.core.long_term import LongTermMemory, LtmConfig
 
     observations, cells = building_workload(n_objects)
     emb = _embedder(embedder)
     memory = LongTermMemory(LtmConfig(), emb, directory=workdir / "robot_a")
-    sg.add_areas(memory.graph, cells, spacing=memory.config.area_spacing)
-    memory._rebuild_caches()
+    memory.add_areas(cells)
     backend = ChromaBackend(memory, ChromaConfig("robot_a", port=port, collection="building", batch_size=1000,
                                                  request_timeout_s=60.0), emb)
     t0 = time.perf_counter()

@@ -63,8 +63,7 @@ def building_workload(n_objects: int, tile: float = 12.0) -> tuple[list[ObjectOb
 def bench_karma(observations: list[ObjectObservation], cells: np.ndarray, workdir: Path, flush_every: int,
                 types: list[str], queries: int) -> dict:
     memory = LongTermMemory(LtmConfig(), default_embedder(), workdir)
-    sg.add_areas(memory.graph, cells, spacing=memory.config.area_spacing)
-    memory._rebuild_caches()
+    memory.add_areas(cells)
     latencies = []
     start = time.perf_counter()
     for i, o in enumerate(observations, 1):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["GLOSSES", "gloss"]
+__all__ = ["GLOSSES", "gloss", "type_words"]
 
 GLOSSES: dict[str, str] = {
     "Apple": "an apple, a round red fruit",
@@ -90,6 +90,15 @@ GLOSSES: dict[str, str] = {
 }
 
 
+def type_words(object_type: str) -> str:
+    """A THOR type as lower-case words.
+
+    >>> type_words("ButterKnife")
+    'butter knife'
+    """
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", object_type).lower()
+
+
 def gloss(object_type: str) -> str:
     """The text embedded for a type.
 
@@ -100,4 +109,4 @@ def gloss(object_type: str) -> str:
     """
     if object_type in GLOSSES:
         return GLOSSES[object_type]
-    return "a " + re.sub(r"(?<!^)(?=[A-Z])", " ", object_type).lower()
+    return "a " + type_words(object_type)

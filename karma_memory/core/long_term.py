@@ -21,6 +21,7 @@ import numpy as np
 from karma_memory.core import scene_graph as sg
 from karma_memory.core.embedding import Embedder
 from karma_memory.core.errors import ConfigError, InvalidObservationError, MemoryFileError, UnknownObjectError
+from karma_memory.core.glosses import type_words
 from karma_memory.core.persistence import read_envelope_with_fallback, write_envelope
 from karma_memory.core.priors import receptacle_priors
 from karma_memory.core.thor_states import thor_states
@@ -106,8 +107,7 @@ class TypeIndex:
     @staticmethod
     def describe(object_type: str) -> str:
         """The text embedded for a type: split CamelCase so MiniLM sees words ("Butter Knife")."""
-        words = "".join(" " + c if c.isupper() and i else c for i, c in enumerate(object_type)).strip()
-        return f"a {words.lower()}"
+        return f"a {type_words(object_type)}"
 
     def add_types(self, object_types: Iterable[str]) -> None:
         """Index types not yet indexed (a no-op for known ones)."""
@@ -156,8 +156,7 @@ class LongTermMemory:
         linked by ``on``/``inside`` to their parent receptacles, so the memory starts complete.
         """
         memory = cls(config, embedder, directory, sg.new_scene_graph(scene))
-        sg.add_areas(memory.graph, reachable_xz, spacing=memory.config.area_spacing, cell=memory.config.grid_size)
-        memory._rebuild_caches()
+        memory.add_areas(reachable_xz)
         memory.observe_many(thor_object_observations(objects, stamp=stamp, source="sim_metadata"))
         return memory
 
@@ -168,6 +167,13 @@ class LongTermMemory:
 
         data = load_scene(scene)
         return cls.from_thor_objects(data.objects, data.reachable, scene=scene, **kwargs)
+
+    def add_areas(self, reachable_xz: np.ndarray, floor: str = "floor_0") -> list[str]:
+        """Add area nodes over reachable (x, z) cells at the configured spacing; keeps the caches in step."""
+        areas = sg.add_areas(self.graph, reachable_xz, spacing=self.config.area_spacing, cell=self.config.grid_size,
+                             floor=floor)
+        self._rebuild_caches()
+        return areas
 
     # ---- derived caches -----------------------------------------------------------------------
     def _rebuild_caches(self) -> None:

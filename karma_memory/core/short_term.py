@@ -19,6 +19,7 @@ import numpy as np
 
 from karma_memory.core.embedding import Embedder
 from karma_memory.core.errors import ConfigError, MemoryFileError, UnknownObjectError
+from karma_memory.core.glosses import type_words
 from karma_memory.core.persistence import read_envelope_with_fallback, write_envelope
 from karma_memory.core.policies import PolicyConfig, make_policy, policy_from_state
 from karma_memory.core.types import MAX_STAMP_S, OBJECT_STATES, ObjectObservation, ObservationKind, Vec3
@@ -47,19 +48,19 @@ class MemoryUnit:
     def description(self) -> str:
         """Text recalled against instructions, e.g. "cleaned apple inside Fridge"."""
         states = [s for s in self.states if s not in ("none",)]
-        words = " ".join(states + [_words(self.object_type)])
+        words = " ".join(states + [type_words(self.object_type)])
         if self.relation:
             predicate, _, target = self.relation.partition(" ")
-            words += f" {predicate} {_words(target.split('|', 1)[0])}"
+            words += f" {predicate} {type_words(target.split('|', 1)[0])}"
         return words
 
     def as_fact(self) -> str:
         """The paper's prompt fact form: ``{apple is in the fridge} {apple is cleaned}``."""
-        name = _words(self.object_type)
+        name = type_words(self.object_type)
         facts = [f"{{{name} [{self.object_id}] is at ({', '.join(f'{v:.2f}' for v in self.position)})}}"]
         if self.relation:
             predicate, _, target = self.relation.partition(" ")
-            facts.append(f"{{{name} is {predicate} the {_words(target.split('|', 1)[0])}}}")
+            facts.append(f"{{{name} is {predicate} the {type_words(target.split('|', 1)[0])}}}")
         facts += [f"{{{name} is {s}}}" for s in self.states if s != "none"]
         return " ".join(facts)
 
@@ -81,8 +82,6 @@ def _check_unit(unit: MemoryUnit) -> None:
         raise ValueError(f"unit {unit.object_id!r} has non-string relation/image_path/robot_id")
 
 
-def _words(object_type: str) -> str:
-    return "".join(" " + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(object_type)).strip()
 
 
 @dataclass(frozen=True)
