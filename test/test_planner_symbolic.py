@@ -32,6 +32,10 @@ def test_every_suite_instruction_parses():
     ("Turn the TV off and put the remote back where it was.", [("TOGGLE_OFF", "tv", None), ("PUT", "remote", "where it was")]),
     ("Slice the loaf and the red vegetable.", [("SLICE", "loaf", None), ("SLICE", "red vegetable", None)]),
     ("Put something to read on the sofa.", [("PUT", "something to read", "sofa")]),
+    ("Serve the toast with something red on a plate.", [("PUT", "toast", "plate"), ("PUT", "something red", "plate")]),
+    ("Serve what I cooked on a dish on the table.", [("PUT", "what i cooked", "dish")]),
+    ("Put the apple and the mug in the sink.", [("PUT", "apple", "sink"), ("PUT", "mug", "sink")]),
+    ("Light something with a flame.", [("TOGGLE_ON", "something with a flame", None)]),
 ])
 def test_parse_examples(text, expected):
     got = [(i.action, i.obj.text if i.obj else None, i.target.text if i.target else None) for i in parse_instruction(text)]
@@ -108,3 +112,34 @@ def test_unknown_references_fail_with_a_reason():
 
 def test_symbolic_planner_satisfies_the_backend_protocol():
     assert isinstance(SymbolicPlanner(HashEmbedder()), PlannerBackend)
+
+
+def test_attribute_words_pick_the_kind_within_a_category():
+    memory, _, _ = memories(use_ltm=False, use_stm=False)
+    steps = plan(SymbolicPlanner(HashEmbedder()), "Put the red vegetable in the fridge.", memory).steps
+    assert steps[0].args["object"] == "Tomato"
+
+
+def test_the_washed_tomato_is_never_the_washed_mug():
+    memory, _, stm = memories()
+    stm.observe(obs("Mug|1", kind=ObservationKind.MOVED, states=["cleaned"], source="skill:PutObject"))
+    steps = plan(SymbolicPlanner(HashEmbedder()), "Put the washed tomato on the plate.", memory).steps
+    assert all(s.args.get("object") != "Mug|1" for s in steps)
+    assert any(s.skill == "PickupObject" and s.args["object"].startswith("Tomato") for s in steps)
+
+
+def test_it_after_moving_a_dish_means_the_dish():
+    memory, _, _ = memories()
+    planner = SymbolicPlanner(HashEmbedder())
+    plan(planner, "Move the plate to the counter.", memory)
+    steps = plan(planner, "Put the apple on it.", memory).steps
+    assert steps[-1].skill == "PutObject" and steps[-1].args["receptacle"].startswith("Plate")
+
+
+def test_a_dish_on_the_table_goes_to_the_table_before_food_goes_on_it():
+    memory, _, stm = memories()
+    stm.observe(obs("Apple|1", kind=ObservationKind.STATE_CHANGED, states=["cooked"], source="skill:ToggleOn"))
+    steps = plan(SymbolicPlanner(HashEmbedder()), "Serve what I cooked on a dish on the table.", memory).steps
+    puts = [(s.args["receptacle"]) for s in steps if s.skill == "PutObject"]
+    assert puts[0] == "DiningTable" and puts[-1].startswith("Plate")
+    assert any(s.skill == "PickupObject" and s.args["object"] == "Apple|1" for s in steps)

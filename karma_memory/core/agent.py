@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from karma_memory.core.errors import KarmaMemoryError
+from karma_memory.core.lexicon import capabilities
 from karma_memory.core.long_term import INSIDE_RECEPTACLES, thor_object_observations
 from karma_memory.core.memory_access import AgentMemory
 from karma_memory.core.planner.base import Plan, PlannerBackend, PlanningContext
@@ -24,9 +25,10 @@ __all__ = ["StepRecord", "InstructionReport", "TaskReport", "KarmaAgent"]
 HEAT_SOURCES = frozenset({"Microwave", "StoveBurner", "StoveKnob", "Toaster", "CoffeeMachine"})
 
 #: (skill, object state key, desired value): skip the call when perception already shows that state
-_IDEMPOTENT = {"OpenObject": ("isOpen", True), "CloseObject": ("isOpen", False),
-               "ToggleOn": ("isToggled", True), "ToggleOff": ("isToggled", False),
-               "SwitchOn": ("isToggled", True), "SwitchOff": ("isToggled", False)}
+#: skill -> (capability, state field, wanted value): a call whose object already has that state is skipped.
+_IDEMPOTENT = {"OpenObject": ("openable", "isOpen", True), "CloseObject": ("openable", "isOpen", False),
+               "ToggleOn": ("toggleable", "isToggled", True), "ToggleOff": ("toggleable", "isToggled", False),
+               "SwitchOn": ("toggleable", "isToggled", True), "SwitchOff": ("toggleable", "isToggled", False)}
 
 
 @dataclass
@@ -118,6 +120,13 @@ class KarmaAgent:
                 skill: str = "") -> None:
         """Fold what the robot sees into memory; objects it acted on count as used (STM material)."""
         visible = self.executor.visible_objects()
+        derived = dict(derived or {})
+        remembered = {u.object_id: u.states for u in self.memory.stm_units()}
+        for obj in visible:  # a slice keeps what was done to the whole (washed, heated): THOR has no state for it
+            whole = str(obj["objectId"]).rsplit("|", 1)[0]
+            kept = tuple(s for s in remembered.get(whole, ()) if s in ("cleaned", "heated"))
+            if kept and obj["objectId"] not in remembered:
+                derived[obj["objectId"]] = derived.get(obj["objectId"], ()) + kept
         observations: list[ObjectObservation] = []
         for obs in thor_object_observations(visible, stamp=self._stamp(), source="perception"):
             if obs.object_id in acted or (derived and obs.object_id in derived):
@@ -140,7 +149,8 @@ class KarmaAgent:
         for unit in self.memory.stm_units():
             target = unit.relation.split(" ", 1)[1] if " " in unit.relation else ""
             if target == source or ("|" not in source and target.split("|", 1)[0] == source):
-                states = tuple(dict.fromkeys([s for s in unit.states if s != "none"] + ["heated"]))
+                heat = ["heated", "cooked"] if "cookable" in capabilities(unit.object_type) else ["heated"]
+                states = tuple(dict.fromkeys([s for s in unit.states if s != "none"] + heat))
                 observations.append(ObjectObservation(
                     unit.object_id, unit.object_type, unit.position, ObservationKind.STATE_CHANGED, None, states,
                     (Relation(*unit.relation.split(" ", 1)),), True, self._stamp(), f"skill:{call.skill}"))
@@ -178,10 +188,11 @@ class KarmaAgent:
         if wanted is None:
             return False
         ref = str(call.args.get("object", ""))
-        key, value = wanted
+        capability, key, value = wanted
         for obj in self.executor.visible_objects():
             if obj.get("objectId") == ref or ("|" not in ref and obj.get("objectType") == ref):
-                return bool(obj.get(key)) == value and obj.get("visible", True)
+                # a stove burner is not itself toggleable (its knob is): its own isToggled says nothing
+                return bool(obj.get(capability, True)) and bool(obj.get(key)) == value and obj.get("visible", True)
         return False
 
     def _share_belief(self, call: SkillCall) -> None:
@@ -219,6 +230,19 @@ class KarmaAgent:
         if self.on_step is not None:
             self.on_step(record)
         return record
+
+    def _skip_finished_search(self, steps: Sequence[SkillCall], index: int) -> int:
+        """Searching containers (go to, open, …, then Explore for X): once X is in sight, stop opening more."""
+        end = index
+        while end < len(steps) and steps[end].skill in ("GoToObject", "OpenObject"):
+            end += 1
+        if end == index or end == len(steps) or steps[end].skill != "Explore":
+            return index
+        wanted = str(steps[end].args.get("object", ""))
+        if any(o.get("objectId") == wanted or o.get("objectType") == wanted for o in self.executor.visible_objects()
+               if o.get("visible", True)):
+            return end
+        return index
 
     def _correct_memory(self, call: SkillCall, unavailable: set[str], searched: set[str],
                         failed_ids: set[str]) -> None:
@@ -269,11 +293,14 @@ class KarmaAgent:
             report.plans.append(plan)
             report.recalled += list(getattr(self.backend, "recalled", []))
             failed = None
-            for call in plan.steps:
-                record = self._run_step(call, report)
+            index = 0
+            while index < len(plan.steps):
+                index = self._skip_finished_search(plan.steps, index)
+                record = self._run_step(plan.steps[index], report)
                 if not record.result.success:
                     failed = record
                     break
+                index += 1
             if failed is None:
                 report.success = True
                 report.message = f"done in {len(report.steps)} steps"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["GLOSSES", "gloss", "type_words"]
+__all__ = ["GLOSSES", "ATTRIBUTES", "gloss", "type_words", "with_attributes"]
 
 GLOSSES: dict[str, str] = {
     "Apple": "an apple, a round red fruit",
@@ -67,7 +67,7 @@ GLOSSES: dict[str, str] = {
     "Vase": "a vase for flowers",
     "Box": "a box to keep small things in",
     "TissueBox": "a box of tissues",
-    "SoapBar": "a bar of soap to wash your hands and yourself with",
+    "SoapBar": "a bar of soap to wash my hands and myself with",
     "Cloth": "a cloth rag for cleaning",
     "Towel": "a bath towel to dry yourself",
     "HandTowel": "a hand towel",
@@ -88,6 +88,27 @@ GLOSSES: dict[str, str] = {
     "Fridge": "a fridge to keep food cold",
     "GarbageCan": "a trash can for rubbish",
 }
+
+
+#: Words that pick out a kind by how it looks or feels. A sentence embedder weighs them weakly ("the
+#: small lamp" lands on the floor lamp, "the red vegetable" on lettuce), so they filter instead.
+ATTRIBUTES = frozenset({"red", "green", "yellow", "orange", "brown", "white", "black", "round", "leafy",
+                        "small", "big", "tall", "standing", "sharp", "soft", "cuddly", "heavy", "flat"})
+
+
+def with_attributes(text: str, object_types: list[str]) -> list[str]:
+    """The types whose gloss has every attribute word of ``text`` (order kept); all of them when none fits.
+
+    >>> with_attributes("the red vegetable", ["Lettuce", "Potato", "Tomato"])
+    ['Tomato']
+    >>> with_attributes("the vegetable", ["Lettuce", "Tomato"])
+    ['Lettuce', 'Tomato']
+    """
+    wanted = set(re.findall(r"[a-z]+", text.lower())) & ATTRIBUTES
+    if not wanted:
+        return list(object_types)
+    fitting = [t for t in object_types if wanted <= set(re.findall(r"[a-z]+", gloss(t).lower()))]
+    return fitting or list(object_types)
 
 
 def type_words(object_type: str) -> str:

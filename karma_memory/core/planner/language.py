@@ -122,7 +122,8 @@ def _phrase(raw: str) -> Phrase:
     if match and same:
         text, next_to = match.group(1), match.group(2)
     text = re.sub(r"\s+(?:next to|beside)\s+.+$", "", text)  # "the sponge next to the candle ..."
-    text = re.sub(r"\s+with\s+(?:the|my|a|some)\s+.+$", "", text)  # "the plate with the bread"
+    if not re.match(r"^(thing|something|anything|one)\b", text):  # "something with a flame" describes
+        text = re.sub(r"\s+with\s+(?:the|my|a|some)\s+.+$", "", text)  # "the plate with the bread"
     text = re.sub(r"\s+(?:that is|which is|that's)$", "", text)
     recall = ""
     match = re.search(r"\b(?:that\s+)?(?:i|you|we)\s+(\w+ed|lit|cut|put)\b", text)
@@ -146,8 +147,9 @@ def _phrase(raw: str) -> Phrase:
 _PREPOSITIONS = r"(?:into|inside|in|onto|on top of|on|to|at|next to|beside|by|under|back on|back in|back to|back)"
 
 
-def _split_put(rest: str) -> tuple[str, str] | None:
-    """'the fruit from the sink in the fridge' → ('the fruit from the sink', 'the fridge'), last preposition wins."""
+def _split_put(rest: str, first: bool = False) -> tuple[str, str] | None:
+    """'the fruit from the sink in the fridge' → ('the fruit from the sink', 'the fridge'), last preposition wins
+    (``first``: the first wins, for "serve what I cooked on a dish on the table")."""
     rest = re.sub(r"\s+(away|down|back|too|as well|also|again)$", "", rest)
     match = re.match(r"^(.*?\S)\s+(?:back\s+)?(?:next to|beside)\s+(.+)$", rest)
     if match and not re.search(rf"\s{_PREPOSITIONS}\s", " " + match.group(2) + " "):
@@ -156,7 +158,7 @@ def _split_put(rest: str) -> tuple[str, str] | None:
     if match:
         return match.group(1), match.group(2)
     candidates = list(re.finditer(rf"\s+({_PREPOSITIONS})\s+", rest))
-    for found in reversed(candidates):
+    for found in (candidates if first else reversed(candidates)):
         obj, target = rest[: found.start()], rest[found.end():]
         prep = found.group(1)
         if prep in ("next to", "beside", "by"):
@@ -222,11 +224,15 @@ def _clause_intents(clause: str) -> list[Intent]:
         return one("CLOSE", m.group(1))
     if m := re.match(r"^(?:take|get|pick up|pick|grab)\s+(.+?)\s+(?:out of|out|from|off)(?:\s+(?:the\s+)?.+)?$", c):
         return one("PICKUP", m.group(1))
-    if m := re.match(r"^(?:put|place|move|bring|set|take|serve|leave|hang|drop|return|carry)\s+(.+)$", c):
-        split = _split_put(m.group(1))
+    if m := re.match(r"^(put|place|move|bring|set|take|serve|leave|hang|drop|return|carry)\s+(.+)$", c):
+        serve = m.group(1) == "serve"
+        split = _split_put(m.group(2), first=serve)
         if split is None:
             raise PlanValidationError(f"cannot tell what to put where in {clause!r}")
-        return one("PUT", *split)
+        # "the apple and the mug", "serve the toast with something red": each object goes there
+        joiner = r"\s+(?:and|with)\s+" if serve else r"\s+and\s+"
+        objects = re.split(joiner + r"(?=(?:the|a|an|some|my|something|what)\b)", split[0])
+        return [i for obj in objects for i in one("PUT", obj, split[1])]
     if m := re.match(r"^(?:pick up|pick|grab|hold|get|take)\s+(.+)$", c):
         return one("PICKUP", re.sub(r"^up\s+", "", m.group(1)))
     raise PlanValidationError(f"no known action in {clause!r} (known verbs: put, wash, slice, cook/heat, toast, "

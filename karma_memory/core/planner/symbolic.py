@@ -19,7 +19,7 @@ import numpy as np
 
 from karma_memory.core.embedding import Embedder
 from karma_memory.core.errors import PlanValidationError, UnknownObjectError
-from karma_memory.core.glosses import gloss
+from karma_memory.core.glosses import gloss, with_attributes
 from karma_memory.core.lexicon import PIECE_BASES, PIECE_TYPES, capabilities, resolve_type
 from karma_memory.core.memory_access import AgentMemory
 from karma_memory.core.planner.base import Plan, PlanningContext
@@ -62,6 +62,7 @@ class DialogueState:
     sliced: list[str] = field(default_factory=list)
     held: Grounded | None = None
     opened: list[Grounded] = field(default_factory=list)
+    moved: Grounded | None = None  # the last object put somewhere: "put the phone on it" means on that
 
     def last(self, role: str | None = None) -> Grounded | None:
         for mention in reversed(self.mentions):
@@ -78,6 +79,9 @@ def _can(object_type: str, role: str) -> bool:
     need = ROLE_CAPABILITY.get(role)
     return need is None or need in capabilities(object_type)
 
+
+#: added to a type's meaning score when iTHOR puts that type in the instruction's target receptacle
+_FITS_BONUS = 0.1
 
 #: phrases that describe rather than name ("something to read", "the knife for spreading butter")
 _VAGUE = re.compile(r"^(thing|something|anything|what|stuff|one|device|item)\b|\s(for|to|that|which)\s")
@@ -102,6 +106,7 @@ class SymbolicPlanner:
         self._searched: set[str] = set()
         self._pending_open: Grounded | None = None  # a container named by the phrase ("from the fridge")
         self._failed_ids: set[str] = set()  # ids a skill failed on in this instruction: not used again
+        self._target_hint: list[str] = []  # receptacle types of the PUT being grounded
 
     def reset(self) -> None:
         """Forget the dialogue (a new high-level instruction starts)."""
@@ -117,8 +122,9 @@ class SymbolicPlanner:
         """Plan one (sub-)instruction. Raises PlanValidationError with the reason it cannot."""
         intents = parse_instruction(context.instruction)
         self._unavailable = set(context.extra.get("unavailable", ()))
+        self._all_types = list(context.known_types)
         self._types = [t for t in context.known_types if t not in self._unavailable]
-        if not self._types:
+        if not self._all_types:
             raise PlanValidationError("the planner needs the scene's object types (known_types)")
         self._memory = context.memory
         self._steps: list[SkillCall] = []
@@ -145,11 +151,21 @@ class SymbolicPlanner:
         return present
 
     def _lexical(self, text: str, role: str) -> list[str]:
+        """Types the words name (attribute words narrow a category: "the red vegetable" → Tomato).
+
+        A named type is never swapped for another one: when the robot searched everywhere for it
+        (``unavailable``), planning fails with that reason instead of fetching something else.
+        """
         try:
-            found = resolve_type(text, self._types)
+            found = resolve_type(text, self._all_types)
         except UnknownObjectError:
             return []
-        return [t for t in found if _can(t, role)] or found
+        found = with_attributes(text, [t for t in found if _can(t, role)] or found)
+        present = [t for t in found if t not in self._unavailable]
+        if not present:
+            raise PlanValidationError(f"no {text} found: searched every area and where a {found[0]} is usually "
+                                      "kept")
+        return present
 
     def _embed(self, texts: list[str]) -> np.ndarray | None:
         if self._embedder is None:
@@ -162,6 +178,10 @@ class SymbolicPlanner:
         """Resolve an object phrase for a role ("pick", "receptacle", "toggle", "open", "slice")."""
         memory = self._memory
         if phrase.pronoun:
+            moved = self.dialogue.moved
+            if role == "receptacle" and moved is not None and _can(moved.object_type, role) and \
+                    (owner is None or moved.ref != owner.ref):
+                return self._refresh(moved)  # "move the plate to the table, put the phone on it"
             found = self.dialogue.last(role)
             if found is None:
                 raise PlanValidationError(f"cannot tell what {phrase.text!r} refers to")
@@ -200,6 +220,10 @@ class SymbolicPlanner:
         memory = self._memory
         assert memory is not None
         units = [u for u in memory.stm_units() if set(phrase.states) & set(u.states) and _can(u.object_type, role)]
+        named = [] if _VAGUE.search(phrase.text) else self._lexical(phrase.text, role)
+        if named:  # "the washed tomato" is a tomato (or its slices), never the washed mug
+            units = [u for u in units if PIECE_BASES.get(u.object_type, u.object_type) in named
+                     or u.object_type in named]
         if not units:
             return None
         vectors = self._embed([phrase.text] + [u.description() for u in units])
@@ -269,11 +293,16 @@ class SymbolicPlanner:
         resolves the best-meaning type to the instance the robot last used.
         """
         memory = self._memory
-        types = [t for t in self._types if _can(t, role) and t not in PIECE_TYPES.values()]
+        types = with_attributes(phrase.text, [t for t in self._types if _can(t, role)
+                                              and t not in PIECE_TYPES.values()])
         if not types:
             raise PlanValidationError(f"no object in this scene can be {phrase.text!r}")
         vectors = self._embed([phrase.text] + [gloss(t) for t in types])
         type_sims = dict(zip(types, (vectors[1:] @ vectors[0]).tolist()))
+        if self._target_hint:  # "something to wash myself with in the bathtub": things that go there
+            priors = receptacle_priors()
+            for t in types:
+                type_sims[t] += _FITS_BONUS * any(r in priors.get(t, {}) for r in self._target_hint)
         best_type = max(types, key=type_sims.__getitem__)
         if memory is not None and memory.use_stm:
             units = [u for u in memory.stm_units() if _can(u.object_type, role)]
@@ -363,12 +392,36 @@ class SymbolicPlanner:
             self._emit("Explore", object=target.object_type)
         self._emit("GoToObject", object=target.object_type)
 
-    def _likely_containers(self, object_type: str, limit: int = 2) -> list[Grounded]:
-        """Openable receptacles of this scene where the type is usually kept (iTHOR statistics), best first."""
+    def _likely_containers(self, object_type: str, kinds: int = 2, limit: int = 8) -> list[Grounded]:
+        """Openable receptacles where the type is usually kept (iTHOR statistics), best kind first, every
+        instance memory knows of each kind (the robot opens them in turn; the agent stops once it sees it)."""
         priors = receptacle_priors().get(PIECE_BASES.get(object_type, object_type), {})
         ranked = sorted((t for t in priors if t in self._types and "openable" in capabilities(t)),
-                        key=lambda t: -priors[t])
-        return [self._instance([t], Phrase(t), "open") for t in ranked[:limit]]
+                        key=lambda t: (-priors[t], t))
+        found: list[Grounded] = []
+        memory = self._memory
+        for kind in ranked[:kinds]:
+            records = memory.ltm_objects_of_type(kind) if memory is not None and memory.use_ltm else []
+            ids = [r["id"] for r in records if r["id"] not in self._failed_ids]
+            found += [Grounded(kind, i, "ltm", movable=False) for i in ids] or [self._instance([kind], Phrase(kind),
+                                                                                               "open")]
+        return found[:limit]
+
+    def _place_first(self, target: Grounded, phrase: Phrase) -> None:
+        """"Serve it on a dish on the table": a movable target with a place of its own goes there first."""
+        if not phrase.location or not target.movable or "pickupable" not in capabilities(target.object_type):
+            return
+        place = self._lexical(phrase.location, "receptacle")
+        if not place or "pickupable" in capabilities(place[0]):
+            return
+        try:
+            if self._place_of(target, phrase.text).object_type in place:
+                return  # already there ("the bowl on the counter" names which bowl)
+        except PlanValidationError:
+            pass  # memory does not know where it is: take it there
+        self._acquire(target)
+        self._put_into(self.dialogue.mention(self._instance(place, Phrase(phrase.location), "receptacle")))
+        self.dialogue.moved = target
 
     def _free_hands(self, keep: Grounded | None = None) -> None:
         held = self.dialogue.held
@@ -436,13 +489,17 @@ class SymbolicPlanner:
             return
         if action == "CLEAN":
             role = "any"
+        self._target_hint = self._hint(intent.target) if intent.target is not None else []
         obj = self.dialogue.mention(self.ground(intent.obj, role))
+        self._target_hint = []
         if action == "PUT":
             assert intent.target is not None
             target = self.ground(intent.target, "receptacle", owner=obj)
+            self._place_first(target, intent.target)
             self._acquire(obj)
             self.dialogue.mention(target)
             self._put_into(target)
+            self.dialogue.moved = obj
         elif action == "PICKUP":
             self._acquire(obj)
         elif action == "WASH":
@@ -506,6 +563,15 @@ class SymbolicPlanner:
         elif action == "BREAK":
             self._go(obj)
             self._emit("BreakObject", object=obj.ref)
+
+    def _hint(self, target: Phrase) -> list[str]:
+        """Receptacle types a plainly named target means (no pronouns, no memory), to ground the object by."""
+        if target.pronoun or target.there or target.where_was or target.next_to or _VAGUE.search(target.text):
+            return []
+        try:
+            return self._lexical(target.text, "receptacle")
+        except PlanValidationError:
+            return []
 
     def _container_on_stove(self, obj: Grounded) -> bool:
         """True when the object was just put in a pot/pan (so the pot goes on the stove instead)."""
