@@ -102,7 +102,7 @@ def test_a_switch_already_in_the_wanted_state_is_not_pressed_again() -> None:
 
 def test_slices_keep_what_was_done_to_the_whole() -> None:
     stm = ShortTermMemory(StmConfig(capacity=5), HashEmbedder())
-    stm.observe(obs("Tomato|1", kind=ObservationKind.MOVED, states=["cleaned"], source="skill:PutObject"))
+    stm.observe(obs("Tomato|1", kind=ObservationKind.MOVED, states=["cleaned"], source="skill:PutObject", stamp=0.0))
     piece = thor("Tomato|1|TomatoSliced_1", objectType="TomatoSliced")
     executor = ScriptedExecutor({1: [piece]})
     agent_with(executor, FixedPlans([call("SliceObject", object="Tomato|1")]), stm).run_instruction("slice it")
@@ -158,3 +158,18 @@ def test_the_whole_loop_in_the_embedded_simulator() -> None:
     result = run_task(task, "full", HashEmbedder())
     assert result.success, result.failures
     assert result.explorations > 0 and result.sim_time_s > 0
+
+
+def test_turning_the_tap_on_washes_what_memory_has_in_the_basin_and_it_stays_washed() -> None:
+    stm = ShortTermMemory(StmConfig(capacity=5), HashEmbedder())
+    stm.observe(obs("SoapBar|1", kind=ObservationKind.MOVED, relations=[("inside", "Sink|1|SinkBasin")],
+                    source="skill:PutObject", stamp=0.0))
+    soap = thor("SoapBar|1", isDirty=False, parentReceptacles=["Sink|1|SinkBasin"])
+    executor = ScriptedExecutor({1: [], 3: [soap]})  # deep in the basin: not in sight when the tap goes on
+    plans = FixedPlans([call("ToggleOn", object="Faucet|1")], [call("ToggleOff", object="Faucet|1"),
+                                                                call("GoToObject", object="SoapBar|1")])
+    agent = agent_with(executor, plans, stm)
+    agent.run_instruction("wash the soap")
+    assert "cleaned" in next(u for u in stm.units() if u.object_id == "SoapBar|1").states
+    agent.run_instruction("turn the water off and look at the soap")
+    assert "cleaned" in next(u for u in stm.units() if u.object_id == "SoapBar|1").states

@@ -8,7 +8,7 @@ where memory said), it corrects the memory and replans the sub-instruction from 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 from karma_memory.core.errors import KarmaMemoryError
@@ -22,6 +22,9 @@ from karma_memory.core.types import ObjectObservation, ObservationKind, Relation
 __all__ = ["StepRecord", "InstructionReport", "TaskReport", "KarmaAgent"]
 
 #: appliances that heat what is inside them while on
+#: remembered states the robot caused that THOR has no field for
+DONE_TO = ("cleaned", "heated")
+WASH_BASINS = frozenset({"SinkBasin", "Sink", "BathtubBasin"})
 HEAT_SOURCES = frozenset({"Microwave", "StoveBurner", "StoveKnob", "Toaster", "CoffeeMachine"})
 
 #: (skill, object state key, desired value): skip the call when perception already shows that state
@@ -121,14 +124,16 @@ class KarmaAgent:
         """Fold what the robot sees into memory; objects it acted on count as used (STM material)."""
         visible = self.executor.visible_objects()
         derived = dict(derived or {})
-        remembered = {u.object_id: u.states for u in self.memory.stm_units()}
-        for obj in visible:  # a slice keeps what was done to the whole (washed, heated): THOR has no state for it
-            whole = str(obj["objectId"]).rsplit("|", 1)[0]
-            kept = tuple(s for s in remembered.get(whole, ()) if s in ("cleaned", "heated"))
-            if kept and obj["objectId"] not in remembered:
-                derived[obj["objectId"]] = derived.get(obj["objectId"], ()) + kept
+        kept = self._done_to(visible)
+        resident = {u.object_id for u in self.memory.stm_units()}
+        for object_id, states in kept.items():  # a new slice: remembered like something the robot made
+            if object_id not in resident:
+                derived[object_id] = derived.get(object_id, ()) + states
         observations: list[ObjectObservation] = []
         for obs in thor_object_observations(visible, stamp=self._stamp(), source="perception"):
+            if obs.object_id in kept:
+                obs = replace(obs, states=tuple(dict.fromkeys(s for s in obs.states + kept[obs.object_id]
+                                                              if s != "none")))
             if obs.object_id in acted or (derived and obs.object_id in derived):
                 states = tuple(dict.fromkeys(s for s in obs.states + (derived or {}).get(obs.object_id, ())
                                              if s != "none"))
@@ -138,19 +143,39 @@ class KarmaAgent:
             observations.append(obs)
         self.memory.observe(observations)
 
-    def _heated_in_memory(self, call: SkillCall, result: SkillResult) -> None:
-        """Turning on a heat source heats what memory says is inside it, even where the robot can't see it."""
+    def _done_to(self, visible: list[dict]) -> dict[str, tuple[str, ...]]:
+        """States THOR cannot show that memory holds of what is in sight: washed and heated stay true of an
+        object (and of its slices) after the tap is off or it cooled, until it is seen dirty."""
+        remembered = {u.object_id: u.states for u in self.memory.stm_units()}
+        out: dict[str, tuple[str, ...]] = {}
+        for obj in visible:
+            object_id = str(obj["objectId"])
+            states = remembered.get(object_id) or remembered.get(object_id.rsplit("|", 1)[0], ())
+            done = tuple(s for s in states if s in DONE_TO and not (s == "cleaned" and obj.get("isDirty")))
+            if done:
+                out[object_id] = done
+        return out
+
+    def _changed_in_memory(self, call: SkillCall, result: SkillResult) -> None:
+        """Turning on a heat source heats what memory says is inside it, and turning on a tap washes what is
+        in the basins, even where the robot can't see it (a closed microwave, a soap bar deep in the sink)."""
         if call.skill not in ("ToggleOn", "SwitchOn") or not result.success:
             return
         source = str(result.object_id or call.args.get("object", ""))
-        if source.split("|", 1)[0] not in HEAT_SOURCES:
+        kind = source.split("|", 1)[0]
+        if kind not in HEAT_SOURCES and kind != "Faucet":
             return
         observations = []
         for unit in self.memory.stm_units():
             target = unit.relation.split(" ", 1)[1] if " " in unit.relation else ""
-            if target == source or ("|" not in source and target.split("|", 1)[0] == source):
-                heat = ["heated", "cooked"] if "cookable" in capabilities(unit.object_type) else ["heated"]
-                states = tuple(dict.fromkeys([s for s in unit.states if s != "none"] + heat))
+            if kind == "Faucet":
+                change = ["cleaned"] if {target.split("|")[0], target.split("|")[-1]} & WASH_BASINS else []
+            elif target == source or ("|" not in source and target.split("|", 1)[0] == source):
+                change = ["heated", "cooked"] if "cookable" in capabilities(unit.object_type) else ["heated"]
+            else:
+                change = []
+            if change:
+                states = tuple(dict.fromkeys([s for s in unit.states if s != "none"] + change))
                 observations.append(ObjectObservation(
                     unit.object_id, unit.object_type, unit.position, ObservationKind.STATE_CHANGED, None, states,
                     (Relation(*unit.relation.split(" ", 1)),), True, self._stamp(), f"skill:{call.skill}"))
@@ -180,7 +205,7 @@ class KarmaAgent:
         if not any(o.get("objectType") == "Faucet" and o.get("isToggled") for o in visible):
             return {}
         return {o["objectId"]: ("cleaned",) for o in visible
-                if any(p.split("|", 1)[0] in ("SinkBasin", "Sink", "BathtubBasin") for p in o.get("parentReceptacles") or [])}
+                if any(p.split("|", 1)[0] in WASH_BASINS for p in o.get("parentReceptacles") or [])}
 
     # ---- execution ------------------------------------------------------------------------------------
     def _state_already(self, call: SkillCall) -> bool:
@@ -223,7 +248,7 @@ class KarmaAgent:
             record = StepRecord(call, result)
             acted = {i for i in (result.object_id, held_before) if i}
             self.observe(acted if result.success else set(), self._washed(), call.skill)
-            self._heated_in_memory(call, result)
+            self._changed_in_memory(call, result)
             if result.success and held_before and call.skill in ("PutObject", "ThrowObject"):
                 self._placed(held_before, call)
         report.steps.append(record)

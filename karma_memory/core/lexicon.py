@@ -282,6 +282,7 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "decor": ("RoomDecor",), "room decoration": ("RoomDecor",), "table decor": ("TableTopDecor",),
     # category words (vague concepts resolve to every type that fits)
     "fruit": ("Apple", "Tomato"), "vegetable": ("Lettuce", "Potato", "Tomato"),
+    "writing utensil": ("Pen", "Pencil"),
 }
 
 _ARTICLES = frozenset(

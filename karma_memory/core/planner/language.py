@@ -130,7 +130,7 @@ def _phrase(raw: str) -> Phrase:
     if match:
         recall = match.group(1)
     piece = bool(re.match(r"^(piece|slice|bit)s?\b", text))
-    match = re.search(r"\s+(?:that is|which is|that's|lying|sitting|standing)?\s*(?:from|in|on|inside|out of|"
+    match = re.search(r"\s+(?:that is|which is|that's|lying|sitting|standing|hidden|kept|stored|left)?\s*(?:from|in|on|inside|out of|"
                       r"off)\s+(?:the\s+|a\s+)?([a-z ]+?)$", text)
     if match and not re.match(r"^(thing|something|what)\b", text):
         location = match.group(1).strip()

@@ -19,7 +19,7 @@ import numpy as np
 
 from karma_memory.core.embedding import Embedder
 from karma_memory.core.errors import PlanValidationError, UnknownObjectError
-from karma_memory.core.glosses import gloss, with_attributes
+from karma_memory.core.glosses import ATTRIBUTES, gloss, type_words, with_attributes
 from karma_memory.core.lexicon import PIECE_BASES, PIECE_TYPES, capabilities, resolve_type
 from karma_memory.core.memory_access import AgentMemory
 from karma_memory.core.planner.base import Plan, PlanningContext
@@ -75,6 +75,10 @@ class DialogueState:
         return grounded
 
 
+def _attributes(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower())) & ATTRIBUTES
+
+
 def _can(object_type: str, role: str) -> bool:
     need = ROLE_CAPABILITY.get(role)
     return need is None or need in capabilities(object_type)
@@ -104,7 +108,7 @@ class SymbolicPlanner:
         self.recalled: list[str] = []  # STM unit ids the last plan() grounded on (for retrieval accuracy)
         self._before = DialogueState()
         self._searched: set[str] = set()
-        self._pending_open: Grounded | None = None  # a container named by the phrase ("from the fridge")
+        self._pending_open: list[Grounded] = []  # containers the phrase names ("the disc hidden in a drawer")
         self._failed_ids: set[str] = set()  # ids a skill failed on in this instruction: not used again
         self._target_hint: list[str] = []  # receptacle types of the PUT being grounded
 
@@ -130,7 +134,7 @@ class SymbolicPlanner:
         self._steps: list[SkillCall] = []
         self._searched = set(context.extra.get("searched", ()))
         self._failed_ids = set(context.extra.get("failed_ids", ()))
-        self._pending_open = None
+        self._pending_open = []
         self._before = copy.deepcopy(self.dialogue)
         self.recalled = []
         if context.held_object:
@@ -221,9 +225,10 @@ class SymbolicPlanner:
         assert memory is not None
         units = [u for u in memory.stm_units() if set(phrase.states) & set(u.states) and _can(u.object_type, role)]
         named = [] if _VAGUE.search(phrase.text) else self._lexical(phrase.text, role)
-        if named:  # "the washed tomato" is a tomato (or its slices), never the washed mug
-            units = [u for u in units if PIECE_BASES.get(u.object_type, u.object_type) in named
-                     or u.object_type in named]
+        if named:  # "the washed tomato" is a tomato (or its slices), never the washed mug; "the heated cup" a mug
+            exact = [u for u in units if PIECE_BASES.get(u.object_type, u.object_type) in named or u.object_type in named]
+            words = {w for t in named for w in type_words(t).split()}
+            units = exact or [u for u in units if words & set(re.findall(r"[a-z]+", gloss(u.object_type).lower()))]
         if not units:
             return None
         vectors = self._embed([phrase.text] + [u.description() for u in units])
@@ -236,9 +241,18 @@ class SymbolicPlanner:
         return self._sliced_view(Grounded(units[best].object_type, units[best].object_id, "stm"))
 
     def _refresh(self, grounded: Grounded) -> Grounded:
-        """A dialogue referent, upgraded to the slices when we cut it since."""
+        """A dialogue referent, upgraded to the slices when we cut it since, and to the instance the
+        short-term memory last saw the robot handle when the plan only knew its kind."""
         if grounded.object_type in self.dialogue.sliced and grounded.object_type in PIECE_TYPES:
             return Grounded(PIECE_TYPES[grounded.object_type], None, "dialogue")
+        memory = self._memory
+        if grounded.object_id is None and memory is not None and memory.use_stm:
+            units = [u for u in memory.stm_units() if u.object_type == grounded.object_type
+                     and u.object_id not in self._failed_ids]
+            if units:
+                unit = max(units, key=lambda u: u.last_seen)
+                memory.stm_use(unit.object_id)
+                return Grounded(unit.object_type, unit.object_id, "stm", grounded.movable)
         return grounded
 
     def _instance(self, types: list[str], phrase: Phrase, role: str) -> Grounded:
@@ -246,7 +260,8 @@ class SymbolicPlanner:
         memory = self._memory
         wanted_states = set(phrase.states)
         if memory is not None and memory.use_stm:
-            units = [u for u in memory.stm_units() if u.object_type in types]
+            units = [u for u in memory.stm_units() if PIECE_BASES.get(u.object_type, u.object_type) in types
+                     or u.object_type in types]
             units.sort(key=lambda u: (not wanted_states <= set(u.states),
                                       not (phrase.location and phrase.location in u.relation.lower()),
                                       -u.last_seen))
@@ -261,7 +276,7 @@ class SymbolicPlanner:
         if phrase.location:
             place = self._lexical(phrase.location, "open")
             if place and "openable" in capabilities(place[0]) and "pickupable" in capabilities(object_type):
-                self._pending_open = self._instance(place[:1], Phrase(place[0]), "open")
+                self._pending_open = self._every(place[0])
         if memory is not None and memory.use_ltm:
             records = []
             for t in types:
@@ -294,7 +309,7 @@ class SymbolicPlanner:
         """
         memory = self._memory
         types = with_attributes(phrase.text, [t for t in self._types if _can(t, role)
-                                              and t not in PIECE_TYPES.values()])
+                                              and t not in PIECE_TYPES.values() and t not in self._target_hint])
         if not types:
             raise PlanValidationError(f"no object in this scene can be {phrase.text!r}")
         vectors = self._embed([phrase.text] + [gloss(t) for t in types])
@@ -315,8 +330,9 @@ class SymbolicPlanner:
                 if stated:  # among units in that state, the one whose kind fits the words best
                     chosen = max(stated, key=lambda u: (type_sims.get(PIECE_BASES.get(u.object_type, u.object_type),
                                                                       -1.0), u.last_seen))
-            else:
-                same = [u for u in units if PIECE_BASES.get(u.object_type, u.object_type) == best_type]
+            else:  # the kind meant (any that fits when the words name a look: "a red food"), the one last handled
+                kinds = set(types) if _attributes(phrase.text) else {best_type}
+                same = [u for u in units if PIECE_BASES.get(u.object_type, u.object_type) in kinds]
                 chosen = max(same, key=lambda u: u.last_seen) if same else None
             if chosen is not None:
                 memory.stm_use(chosen.object_id)
@@ -398,14 +414,14 @@ class SymbolicPlanner:
         priors = receptacle_priors().get(PIECE_BASES.get(object_type, object_type), {})
         ranked = sorted((t for t in priors if t in self._types and "openable" in capabilities(t)),
                         key=lambda t: (-priors[t], t))
-        found: list[Grounded] = []
+        return [c for kind in ranked[:kinds] for c in self._every(kind)][:limit]
+
+    def _every(self, kind: str) -> list[Grounded]:
+        """Every instance of a (furniture) kind the long-term memory knows, else the kind itself."""
         memory = self._memory
-        for kind in ranked[:kinds]:
-            records = memory.ltm_objects_of_type(kind) if memory is not None and memory.use_ltm else []
-            ids = [r["id"] for r in records if r["id"] not in self._failed_ids]
-            found += [Grounded(kind, i, "ltm", movable=False) for i in ids] or [self._instance([kind], Phrase(kind),
-                                                                                               "open")]
-        return found[:limit]
+        records = memory.ltm_objects_of_type(kind) if memory is not None and memory.use_ltm else []
+        ids = [r["id"] for r in records if r["id"] not in self._failed_ids]
+        return [Grounded(kind, i, "ltm", movable=False) for i in ids] or [self._instance([kind], Phrase(kind), "open")]
 
     def _place_first(self, target: Grounded, phrase: Phrase) -> None:
         """"Serve it on a dish on the table": a movable target with a place of its own goes there first."""
@@ -435,9 +451,10 @@ class SymbolicPlanner:
         if held is not None and (held.ref == obj.ref or (obj.object_id is None and held.object_type == obj.object_type)):
             return
         self._free_hands()
-        container = self._container_of(obj) or self._pending_open
-        self._pending_open = None
-        if container is not None:  # memory says it is inside something that opens: open it first
+        known = self._container_of(obj)
+        containers = [known] if known is not None else self._pending_open
+        self._pending_open = []
+        for container in containers:  # inside something that opens: open it (each in turn, when not sure which)
             self._go(container)
             self._emit("OpenObject", object=container.ref)
         self._go(obj)
