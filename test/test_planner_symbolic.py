@@ -143,3 +143,26 @@ def test_a_dish_on_the_table_goes_to_the_table_before_food_goes_on_it():
     puts = [(s.args["receptacle"]) for s in steps if s.skill == "PutObject"]
     assert puts[0] == "DiningTable" and puts[-1].startswith("Plate")
     assert any(s.skill == "PickupObject" and s.args["object"] == "Apple|1" for s in steps)
+
+
+def test_a_category_word_takes_the_kind_that_fits_the_description():
+    memory, _, _ = memories(use_ltm=False, use_stm=False)
+    planner = SymbolicPlanner(HashEmbedder())
+    steps = planner.plan(PlanningContext("Cook the starchy vegetable in the microwave.",
+                                         known_types=KITCHEN + ["Lettuce", "Potato"], memory=memory)).steps
+    assert steps[0].args["object"] == "Potato"
+
+
+def test_an_object_said_to_be_somewhere_is_looked_for_there_first():
+    memory, ltm, _ = memories(use_stm=False)
+    steps = plan(SymbolicPlanner(HashEmbedder()), "Wash the mug that is in the sink.", memory).steps
+    assert steps[0].skill == "GoToObject" and steps[0].args["object"] == "SinkBasin|1"
+    assert steps[1].skill == "Explore" and steps[1].args["object"] == "Mug"
+
+
+def test_the_scene_graph_sends_the_robot_to_an_object_it_saw_on_the_way():
+    memory, ltm, _ = memories(use_stm=False)
+    ltm.observe(obs("Mug|7", position=(2, 1, 0.2), relations=[("on", "CounterTop|1")]))
+    steps = plan(SymbolicPlanner(HashEmbedder()), "Put the mug in the microwave.", memory).steps
+    assert steps[0].skill == "GoToObject" and steps[0].args["object"] == "Mug|7"
+    assert not any(s.skill == "Explore" for s in steps)

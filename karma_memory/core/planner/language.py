@@ -192,7 +192,10 @@ def _clause_intents(clause: str) -> list[Intent]:
     if m := re.match(r"^leave (?:the )?(tap|faucet|water|shower)\s+(running|on)$", c):
         return one("TOGGLE_ON", m.group(1))
     if m := re.match(r"^(?:wash|rinse|clean)\s+(.+?)(?:\s+(?:at|in|under)\s+(?:the\s+)?(?:sink|tap|faucet|basin))?$", c):
-        return each("WASH", m.group(1))
+        washed = m.group(1)
+        if re.search(r"\b(?:that is|which is|that's)$", washed):  # "the mug that is in the sink": where it is
+            washed = c.split(None, 1)[1]
+        return each("WASH", washed)
     if m := re.match(r"^(?:slice|cut|chop)(?:\s+up)?\s+(.+)$", c):
         return each("SLICE", m.group(1))
     if m := re.match(r"^toast\s+(.+?)(?:\s+in\s+(?:the\s+)?toaster)?$", c):

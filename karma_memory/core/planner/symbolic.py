@@ -165,11 +165,20 @@ class SymbolicPlanner:
         except UnknownObjectError:
             return []
         found = with_attributes(text, [t for t in found if _can(t, role)] or found)
+        words = set(text.split())
+        if len(found) > 1 and not any(set(type_words(t).split()) <= words for t in found):
+            found = self._by_meaning(text, found)  # a category word ("the starchy vegetable"): the best fit first
         present = [t for t in found if t not in self._unavailable]
         if not present:
             raise PlanValidationError(f"no {text} found: searched every area and where a {found[0]} is usually "
                                       "kept")
         return present
+
+    def _by_meaning(self, text: str, object_types: list[str]) -> list[str]:
+        """Types ordered by how well their gloss means ``text`` (stable for ties)."""
+        vectors = self._embed([text] + [gloss(t) for t in object_types])
+        sims = (vectors[1:] @ vectors[0]).tolist()
+        return [t for _, t in sorted(zip(sims, object_types), key=lambda pair: -pair[0])]
 
     def _embed(self, texts: list[str]) -> np.ndarray | None:
         if self._embedder is None:
@@ -273,10 +282,8 @@ class SymbolicPlanner:
             if mention.object_type in types and mention.object_id:
                 return self._refresh(mention)
         object_type = types[0]
-        if phrase.location:
-            place = self._lexical(phrase.location, "open")
-            if place and "openable" in capabilities(place[0]) and "pickupable" in capabilities(object_type):
-                self._pending_open = self._every(place[0])
+        if phrase.location and "pickupable" in capabilities(object_type):
+            self._pending_open = self._places(phrase.location)
         if memory is not None and memory.use_ltm:
             records = []
             for t in types:
@@ -285,9 +292,10 @@ class SymbolicPlanner:
                 loc_types = set(self._lexical(phrase.location, "receptacle"))
                 located = [r for r in records if r["parent"] and r["parent"].split("|", 1)[0] in loc_types]
                 records = located or records
-            immovable = [r for r in records if not r["movable"] and r["id"] not in self._failed_ids]
-            if immovable:
-                return Grounded(immovable[0]["type"], immovable[0]["id"], "ltm", movable=False)
+            usable = [r for r in records if r["id"] not in self._failed_ids]
+            if usable:  # where the scene graph last saw one (if it moved since, GoToObject fails and we replan)
+                self._pending_open = []
+                return Grounded(usable[0]["type"], usable[0]["id"], "ltm", movable=bool(usable[0]["movable"]))
             if records:
                 object_type = records[0]["type"]
         return self._refresh(Grounded(object_type, None, "type", movable="pickupable" in capabilities(object_type)))
@@ -416,6 +424,18 @@ class SymbolicPlanner:
                         key=lambda t: (-priors[t], t))
         return [c for kind in ranked[:kinds] for c in self._every(kind)][:limit]
 
+    def _places(self, text: str, furniture_limit: int = 3) -> list[Grounded]:
+        """Where a location phrase says to look ("from the sink", "hidden in a drawer"): every drawer it may
+        mean, the nearest few sinks or tables; nothing for a place that is itself carried (a plate)."""
+        try:
+            place = self._lexical(text, "receptacle")
+        except PlanValidationError:
+            return []
+        if not place or "pickupable" in capabilities(place[0]):
+            return []
+        found = self._every(place[0])
+        return found if "openable" in capabilities(place[0]) else found[:furniture_limit]
+
     def _every(self, kind: str) -> list[Grounded]:
         """Every instance of a (furniture) kind the long-term memory knows, else the kind itself."""
         memory = self._memory
@@ -454,9 +474,10 @@ class SymbolicPlanner:
         known = self._container_of(obj)
         containers = [known] if known is not None else self._pending_open
         self._pending_open = []
-        for container in containers:  # inside something that opens: open it (each in turn, when not sure which)
+        for container in containers:  # where it is: open it (each in turn, when not sure which) or look there
             self._go(container)
-            self._emit("OpenObject", object=container.ref)
+            if "openable" in capabilities(container.object_type):
+                self._emit("OpenObject", object=container.ref)
         self._go(obj)
         self._emit("PickupObject", object=obj.ref)
         self.dialogue.held = obj
