@@ -84,6 +84,9 @@ def _can(object_type: str, role: str) -> bool:
     return need is None or need in capabilities(object_type)
 
 
+#: areas the first Explore for an object visits, best ranked first (the long-term memory's guess)
+FIRST_LOOK_AREAS = 3
+
 #: added to a type's meaning score when iTHOR puts that type in the instruction's target receptacle
 _FITS_BONUS = 0.1
 
@@ -410,6 +413,8 @@ class SymbolicPlanner:
         areas: list[str] = []
         if memory is not None and memory.use_ltm:
             areas = [a.area_id for a in memory.ltm_rank_areas(target.object_type)]
+            if target.object_type not in self._searched:  # trust the ranking first; the whole sweep comes after
+                areas = areas[:FIRST_LOOK_AREAS]  # the containers where it is usually kept (a failed first look)
         if areas:
             self._emit("Explore", object=target.object_type, areas=tuple(areas))
         else:
