@@ -166,3 +166,15 @@ def test_the_scene_graph_sends_the_robot_to_an_object_it_saw_on_the_way():
     steps = plan(SymbolicPlanner(HashEmbedder()), "Put the mug in the microwave.", memory).steps
     assert steps[0].skill == "GoToObject" and steps[0].args["object"] == "Mug|7"
     assert not any(s.skill == "Explore" for s in steps)
+
+
+def test_replanning_does_not_cut_again_what_memory_saw_cut():
+    memory, ltm, _ = memories(use_stm=False)
+    ltm.observe(obs("Bread|1", position=(2, 1, 0.2)))
+    ltm.observe(obs("Bread|1|BreadSliced_1", "BreadSliced", position=(2, 1, 0.2)))
+    planner = SymbolicPlanner(HashEmbedder())
+    steps = planner.plan(PlanningContext("Slice the bread and toast a slice.",
+                                         known_types=KITCHEN + ["Toaster", "BreadSliced"], memory=memory)).steps
+    assert "SliceObject" not in [s.skill for s in steps]
+    assert any(s.skill == "PickupObject" and s.args["object"].startswith("Bread|1|BreadSliced") or
+               s.args.get("object") == "BreadSliced" for s in steps)

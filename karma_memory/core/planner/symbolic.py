@@ -362,7 +362,19 @@ class SymbolicPlanner:
             return Grounded(PIECE_TYPES.get("Bread", "BreadSliced"), None, "type")
         if self.dialogue.sliced:
             return Grounded(PIECE_TYPES.get(self.dialogue.sliced[-1], self.dialogue.sliced[-1]), None, "dialogue")
+        memory = self._memory
+        pieces = [u for u in memory.stm_units() if u.object_type in PIECE_BASES] if memory is not None else []
+        if pieces:  # the robot remembers cutting something
+            return Grounded(max(pieces, key=lambda u: u.last_seen).object_type, None, "stm")
         raise PlanValidationError(f"{phrase.text!r}: nothing was sliced yet")
+
+    def _pieces_of(self, obj: Grounded) -> list[str]:
+        """Ids of the pieces memory knows ``obj`` was cut into (its id is their prefix)."""
+        memory, piece_type = self._memory, PIECE_TYPES.get(obj.object_type)
+        if memory is None or obj.object_id is None or piece_type is None:
+            return []
+        ids = [u.object_id for u in memory.stm_units()] + [r["id"] for r in memory.ltm_objects_of_type(piece_type)]
+        return [i for i in ids if i.startswith(obj.object_id + "|")]
 
     def _place_of(self, anchor: Grounded, text: str) -> Grounded:
         """The receptacle an object is on/in now (memory), for "next to the remote"."""
@@ -552,6 +564,11 @@ class SymbolicPlanner:
             faucet = self._instance(["Faucet"], Phrase("faucet"), "toggle")
             self._emit("ToggleOn", object=faucet.ref)
         elif action == "SLICE":
+            base = PIECE_BASES.get(obj.object_type, obj.object_type)
+            if obj.object_type in PIECE_BASES or self._pieces_of(obj):  # cut already (before a replan): done
+                if base not in self.dialogue.sliced:
+                    self.dialogue.sliced.append(base)
+                return
             if not self.dialogue.held or self.dialogue.held.object_type not in KNIVES:
                 knife_types = self._scene_types(KNIVES)
                 if not knife_types:
@@ -564,7 +581,6 @@ class SymbolicPlanner:
                 self._acquire(self._instance(knife_types, Phrase("knife"), "pick"))
             self._go(obj)
             self._emit("SliceObject", object=obj.ref)
-            base = PIECE_BASES.get(obj.object_type, obj.object_type)
             if base not in self.dialogue.sliced:
                 self.dialogue.sliced.append(base)
         elif action in ("HEAT", "TOAST"):
