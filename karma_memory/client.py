@@ -85,8 +85,12 @@ class KarmaClient:
             self.node.destroy_client(client)
 
     def run_action(self, kind: type, name: str, goal: Any, timeout: float = 60.0,
-                   on_feedback: Callable[[Any], None] | None = None) -> tuple[Any, Any, list[Any]]:
-        """Send a goal and wait for its result: (status, result, feedback messages)."""
+                   on_feedback: Callable[[Any], None] | None = None,
+                   cancel_when: Callable[[list[Any]], bool] | None = None) -> tuple[Any, Any, list[Any]]:
+        """Send a goal and wait for its result: (status, result, feedback messages).
+
+        ``cancel_when(feedback so far)`` returning True cancels the goal (the server stops at the next step).
+        """
         # An ActionClient made on a node that is spinning can be polled by the executor thread before its
         # constructor finished (rclpy race: "'ActionClient' object has no attribute '_lock'"), so it is made
         # on a helper node that joins the executor only afterwards.
@@ -98,14 +102,19 @@ class KarmaClient:
         try:
             if not client.wait_for_server(timeout_sec=timeout):
                 raise TimeoutError(f"action {name} not available")
+            accepted: list[Any] = []
+
             def keep(message: Any) -> None:
                 feedback.append(message.feedback)
                 if on_feedback is not None:
                     on_feedback(message.feedback)
+                if cancel_when is not None and accepted and cancel_when(feedback):
+                    accepted[0].cancel_goal_async()
 
             handle = _wait(client.send_goal_async(goal, feedback_callback=keep), timeout)
             if not handle.accepted:
                 raise RuntimeError(f"goal to {name} rejected")
+            accepted.append(handle)
             response = _wait(handle.get_result_async(), timeout)
             return response.status, response.result, feedback
         finally:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from action_msgs.msg import GoalStatus
 from geometry_msgs.msg import Point
 from karma_interfaces.action import ExecuteSkill, ExecuteTask
 from karma_interfaces.msg import ObjectObservation, ObjectObservationArray, SceneGraph, ShortTermMemoryState
@@ -145,6 +146,17 @@ def test_bad_tasks_fail_with_a_reason_and_the_planner_keeps_serving(probe: Probe
     status, result, _ = probe.run_action(ExecuteTask, f"{NS}/execute_task", goal, timeout=30.0)
     assert not result.success and reason in result.message, result.message
     assert stack.proc.poll() is None
+
+
+def test_a_cancelled_task_stops_before_its_next_skill(probe: Probe, stack: StackProcess) -> None:
+    goal = ExecuteTask.Goal(instruction="Pick up the apple, then put it in the fridge, then open the microwave.")
+    status, result, feedback = probe.run_action(ExecuteTask, f"{NS}/execute_task", goal, timeout=60.0,
+                                                cancel_when=lambda fb: len(fb) >= 1)
+    assert status == GoalStatus.STATUS_CANCELED and "cancelled" in result.message, result.message
+    assert 1 <= len(result.steps) < 6
+    status, result, _ = probe.run_action(ExecuteTask, f"{NS}/execute_task",
+                                         ExecuteTask.Goal(instruction="Open the microwave."), timeout=60.0)
+    assert status == GoalStatus.STATUS_SUCCEEDED and stack.proc.poll() is None
 
 
 def _obs(object_id: str, x: float = 1.0, frame: str = "map", movable: bool = True) -> ObjectObservation:

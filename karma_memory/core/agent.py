@@ -57,6 +57,7 @@ class InstructionReport:
     cost: SkillCost = SkillCost()
     recalled: list[str] = field(default_factory=list)
     wall_time_s: float = 0.0
+    cancelled: bool = False
 
 
 @dataclass
@@ -98,7 +99,8 @@ class KarmaAgent:
 
     def __init__(self, executor: SkillExecutor, backend: PlannerBackend, memory: AgentMemory,
                  known_types: Sequence[str], area_ids: Sequence[str] = (), max_replans: int = 2,
-                 on_step: Callable[[StepRecord], None] | None = None, clock: Callable[[], float] | None = None) -> None:
+                 on_step: Callable[[StepRecord], None] | None = None, clock: Callable[[], float] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> None:
         self.executor, self.backend, self.memory = executor, backend, memory
         self.known_types = list(known_types)
         self.area_ids = list(area_ids)
@@ -107,6 +109,7 @@ class KarmaAgent:
         self.completed: list[str] = []
         self._sim_time = 0.0
         self._clock = clock
+        self.should_stop = should_stop  # polled between skills: a cancelled task stops at the next skill
 
     # ---- observation --------------------------------------------------------------------------------
     def _stamp(self) -> float:
@@ -320,12 +323,18 @@ class KarmaAgent:
             failed = None
             index = 0
             while index < len(plan.steps):
+                if self.should_stop is not None and self.should_stop():
+                    report.cancelled = True
+                    break
                 index = self._skip_finished_search(plan.steps, index)
                 record = self._run_step(plan.steps[index], report)
                 if not record.result.success:
                     failed = record
                     break
                 index += 1
+            if report.cancelled:
+                report.message = f"cancelled after {len(report.steps)} steps"
+                break
             if failed is None:
                 report.success = True
                 report.message = f"done in {len(report.steps)} steps"
@@ -357,7 +366,7 @@ class KarmaAgent:
         for part in parts:
             sub = self.run_instruction(part)
             report.subtasks.append(sub)
-            if not sub.success and stop_on_failure:
+            if sub.cancelled or (not sub.success and stop_on_failure):
                 break
         return report
 

@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from karma_interfaces.action import ExecuteTask
-from rclpy.action import ActionServer
+from rclpy.action import ActionServer, CancelResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 
@@ -81,7 +81,8 @@ class PlannerNode(Node):
         self.busy = threading.Lock()
         if v["warm_up"] and v["backend"] == "symbolic":
             warm_up(self.get_logger())
-        ActionServer(self, ExecuteTask, "execute_task", self._execute, callback_group=group)
+        ActionServer(self, ExecuteTask, "execute_task", self._execute, callback_group=group,
+                     cancel_callback=lambda _goal: CancelResponse.ACCEPT)  # stops before the next skill
         self.get_logger().info(f"planner ready: backend {v['backend']}, scene {v['scene'] or '(from memory)'}")
 
     def _on_params(self, config: tuple[PlannerBackend, dict[str, Any]], changed: dict[str, Any]) -> None:
@@ -133,7 +134,7 @@ class PlannerNode(Node):
             queries += len(acted & handled)
             hits += len(acted & handled & resident)
             handled |= acted
-            if not sub.success:
+            if not sub.success or sub.cancelled:
                 break
         return report, queries, hits
 
@@ -178,7 +179,8 @@ class PlannerNode(Node):
 
         clock = lambda: self.get_clock().now().nanoseconds * 1e-9  # noqa: E731 - memories order by ROS time
         agent = KarmaAgent(self.skills, backend, self.memory, self._known_types(scene), self.memory.mirror.area_ids(),
-                           max_replans=v["max_replans"], on_step=on_step, clock=clock)
+                           max_replans=v["max_replans"], on_step=on_step, clock=clock,
+                           should_stop=lambda: goal_handle.is_cancel_requested)
         self.get_logger().info(f"task: {goal.instruction!r}")
         report, result.memory_queries, result.memory_hits = self._run_subtasks(agent, goal.instruction)
         result.steps = [cv.step_report_to_msg(i, r.call, r.result) for i, r in enumerate(steps)]
@@ -188,7 +190,10 @@ class PlannerNode(Node):
         result.message = report.message if tracker is None else (
             f"{report.message}; goal conditions {'met' if tracker.satisfied else 'not met'} "
             f"({tracker.progress:.0%})")
-        if result.success:
+        if any(s.cancelled for s in report.subtasks):
+            result.success, result.message = False, f"cancelled after {len(steps)} steps"
+            goal_handle.canceled()
+        elif result.success:
             goal_handle.succeed()
         else:
             goal_handle.abort()
