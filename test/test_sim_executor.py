@@ -145,6 +145,21 @@ def test_goto_object_inside_closed_fridge_then_open_and_take(env):
     assert md_obj(c, egg)["isPickedUp"] and not md_obj(c, FRIDGE)["isOpen"]
 
 
+def test_open_close_of_what_already_is_so_is_a_checked_no_op(env):
+    c, ex = env
+    run(ex, C("GoToObject", object=FRIDGE), C("OpenObject", object="Fridge"))
+    r = ex.execute(C("OpenObject", object="Fridge"))
+    assert r.success and "already open" in r.message and r.cost.steps == 0 and r.object_id == FRIDGE
+    md = c.step("OpenObject", objectId=FRIDGE).metadata  # the controller keeps THOR's semantics
+    assert not md["lastActionSuccess"] and "already open" in md["errorMessage"]
+    run(ex, C("CloseObject", object="Fridge"))
+    r = ex.execute(C("CloseObject", object=FRIDGE))
+    assert r.success and "already closed" in r.message and r.cost.steps == 0
+    c.step("TeleportFull", position={"x": 1.75, "y": 0.9, "z": 1.5}, rotation=270, horizon=30)
+    r = ex.execute(C("OpenObject", object=FRIDGE))  # still has to see it to know
+    assert not r.success and ("not visible" in r.message or "m away" in r.message)
+
+
 def test_put_in_closed_fridge_needs_opening(env):
     c, ex = env
     run(ex, C("Explore", object="Apple"), C("GoToObject", object=APPLE), C("PickupObject", object="Apple"),
@@ -179,6 +194,9 @@ def test_slice_needs_knife_and_makes_pieces(env):
         C("PickupObject", object="ButterKnife"), C("Explore", object="Bread"), C("GoToObject", object="Bread"),
         C("SliceObject", object="Bread"))
     assert any(o["objectType"] == "BreadSliced" for o in c.last_event.metadata["objects"])
+    bread = next(o["objectId"] for o in c.last_event.metadata["objects"] if o["objectType"] == "Bread")
+    r = ex.execute(C("GoToObject", object=bread))  # the whole loaf is gone: fail at once, pointing at the pieces
+    assert not r.success and "has been sliced" in r.message and r.cost.steps == 0 and r.object_id == bread
 
 
 def test_cook_with_microwave(env):

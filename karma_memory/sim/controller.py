@@ -17,7 +17,7 @@ from karma_memory.sim.rules import (
     WATER_SOURCES, allowed_in,
 )
 from karma_memory.sim.scenes import SceneData, load_scene
-from karma_memory.sim.world import Pose, Snapshot, World
+from karma_memory.sim.world import SLIDING_TYPES, Pose, Snapshot, World, capsule_dist2
 
 __all__ = ["EmbeddedController", "Event", "DEFAULT_ACTION_DURATIONS", "ACTIONS"]
 
@@ -264,7 +264,9 @@ class EmbeddedController:
         scene: ``FloorPlan<N>``.
         seed: seeds placement choices (same seed + same actions = same states).
         width, height, fov: camera (``fov`` is vertical, as in THOR).
-        visibility_distance: objects farther than this from the camera are not visible/interactable.
+        visibility_distance: objects farther than this from the agent are not visible/interactable
+            (THOR's measure: horizontal distance from the agent to the object's box; see
+            :func:`~karma_memory.sim.world.capsule_dist2`).
         grid_size: movement step and reachable-grid spacing, metres.
         render_images: compute frames (lazily, on access); False = ``frame`` is None, like THOR.
         action_durations: overrides of :data:`DEFAULT_ACTION_DURATIONS` (seconds).
@@ -386,14 +388,15 @@ class EmbeddedController:
             raise SimulatorError(f"disturb: {object_id!r} is not pickupable")
         if not rec.get("receptacle") or new_receptacle_id == object_id or new_receptacle_id in w.descendants(object_id):
             raise SimulatorError(f"disturb: {new_receptacle_id!r} cannot hold {object_id!r}")
-        lo = w.placement(object_id, new_receptacle_id)
-        if lo is None:
+        fitted = w.fit(object_id, new_receptacle_id)
+        if fitted is None:
             raise SimulatorError(f"disturb: {object_id!r} does not fit in {new_receptacle_id!r}")
         if w.held == object_id:
             w.materialize_held()
             w.held = None
             w.set(object_id, isPickedUp=False)
-        w.move_to(object_id, lo)
+        w.reshape(object_id, fitted[1])
+        w.move_to(object_id, fitted[0])
         w.set_parent(object_id, new_receptacle_id)
         self._apply_effects()
         self._refresh_last_event()
@@ -531,7 +534,8 @@ class EmbeddedController:
         if not snap.visibility(w.pose, self.visibility_distance, self.fov, self.width / self.height,
                                only=[oid]).get(oid):
             lo, hi = aabb_of(w.objects[oid])
-            distance = float(np.linalg.norm(np.clip(w.pose.camera, lo, hi) - w.pose.camera))
+            agent = np.array([w.pose.x, w.pose.y, w.pose.z])
+            distance = math.sqrt(float(capsule_dist2(agent, lo, hi, self.visibility_distance)[0]))
             if distance > self.visibility_distance:
                 raise _Fail(f"{oid} is not visible: {distance:.2f} m away (visibility distance "
                             f"{self.visibility_distance:.2f} m)")
@@ -569,13 +573,14 @@ class EmbeddedController:
         htype = w.objects[held]["objectType"]
         if not allowed_in(htype, rec["objectType"]):
             raise _Fail(f"{htype} cannot be placed in/on {rec['objectType']} ({rid})")
-        lo = w.placement(held, rid)
-        if lo is None:
+        fitted = w.fit(held, rid)
+        if fitted is None:
             raise _Fail(f"No valid positions to place {held} in {rid}: it does not fit")
         w.materialize_held()
         w.held = None
         w.set(held, isPickedUp=False)
-        w.move_to(held, lo)
+        w.reshape(held, fitted[1])
+        w.move_to(held, fitted[0])
         w.set_parent(held, rid)
         self._apply_effects()
 
@@ -608,6 +613,8 @@ class EmbeddedController:
         if obj["objectType"] == "Microwave" and obj.get("isToggled"):
             fields["isToggled"] = False  # THOR stops a running microwave when its door opens
         w.set(oid, **fields)
+        if obj["objectType"] in SLIDING_TYPES:  # a drawer slides out, bringing what is in it into view
+            w.slide_out(oid, openness)
         self._apply_effects()
 
     def _close(self, kwargs: dict[str, Any]) -> None:
@@ -619,6 +626,8 @@ class EmbeddedController:
         if w.held is not None and w.held in w.descendants(oid):
             raise _Fail(f"cannot close {oid} on the held object")
         w.set(oid, isOpen=False, openness=0.0)
+        if obj["objectType"] in SLIDING_TYPES:
+            w.slide_out(oid, 0.0)
         self._apply_effects()
 
     def _toggle(self, kwargs: dict[str, Any]) -> None:

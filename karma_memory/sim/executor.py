@@ -10,6 +10,7 @@ import networkx as nx
 
 from karma_memory.core.errors import ConfigError, PlanValidationError
 from karma_memory.core.skills import SKILL_SCHEMA, SkillCall, SkillCost, SkillResult, validate_call
+from karma_memory.sim.world import capsule_dist2
 
 __all__ = ["ThorSkillExecutorBase", "SimSkillExecutor", "DEFAULT_REACH_M", "parse_object_id_position"]
 
@@ -17,10 +18,18 @@ __all__ = ["ThorSkillExecutorBase", "SimSkillExecutor", "DEFAULT_REACH_M", "pars
 DEFAULT_REACH_M = 1.5
 _HORIZONS = (-30.0, 0.0, 30.0, 60.0)
 _SCAN_HEADINGS = 4
-_GOTO_RETRIES = 3
+_GOTO_RETRIES = 5
+#: GoToObject's next viewpoint is at least this far from those already tried, metres ...
+_VANTAGE_SPACING_M = 0.5
+#: ... and within reach of the target plus this slack, metres; after a near one it also tries
+#: one about this much farther back along the same bearing, metres.
+_VANTAGE_SLACK_M = 0.25
+_STEP_BACK_M = 0.75
 #: Explore looks from enough places that every reachable cell next to furniture is this close to one.
 _VIEW_COVER_M = 0.5
 _BASIN_OF = {"Sink": "SinkBasin", "Bathtub": "BathtubBasin"}
+#: Containers that hide what is inside while closed (THOR: must be open to put into / take from).
+_CONTAINER_TYPES = ("Fridge", "Cabinet", "Drawer", "Microwave", "Safe", "Box", "LaundryHamper", "Kettle")
 _ID_COORDS = re.compile(r"^[^|]+\|([+-]?\d+(?:\.\d+)?)\|([+-]?\d+(?:\.\d+)?)\|([+-]?\d+(?:\.\d+)?)")
 _DEFAULT_DURATIONS = {"MoveAhead": 0.5, "RotateLeft": 0.5, "RotateRight": 0.5, "LookUp": 0.25, "LookDown": 0.25}
 
@@ -217,13 +226,17 @@ class ThorSkillExecutorBase:
         return obj
 
     def _surface_distance(self, obj: Mapping[str, Any]) -> float:
-        """Camera to the nearest point of the object's box: a bed is in reach from its side, not its centre."""
+        """How far the object is for interacting, measured as THOR does: from the agent to the nearest
+        point of the object's box, horizontally (a bed is in reach from its side, a drawer near the
+        floor from where the robot stands); height counts only beyond the agent's visibility capsule."""
         box = obj.get("axisAlignedBoundingBox") or {}
-        camera = self._metadata().get("cameraPosition")
-        if not box.get("center") or not box.get("size") or not camera:
+        agent = self._metadata().get("agent", {}).get("position")
+        if not box.get("center") or not box.get("size") or not agent:
             return float(obj["distance"])
-        gaps = [max(abs(camera[k] - box["center"][k]) - box["size"][k] / 2.0, 0.0) for k in ("x", "y", "z")]
-        return min(float(obj["distance"]), math.sqrt(sum(g * g for g in gaps)))
+        lo = [box["center"][k] - abs(box["size"][k]) / 2.0 for k in "xyz"]
+        hi = [box["center"][k] + abs(box["size"][k]) / 2.0 for k in "xyz"]
+        pos = (agent["x"], agent["y"], agent["z"])
+        return math.sqrt(float(capsule_dist2(pos, lo, hi, self.reach_m)[0]))
 
     def _known_of_type(self, types: Iterable[str]) -> list[str]:
         """Ids of the given types seen so far, nearest first."""
@@ -242,7 +255,7 @@ class ThorSkillExecutorBase:
     def _find(self, types: Sequence[str], purpose: str) -> str:
         """A usable instance of one of ``types``: visible ones first, else one seen before (driven to)."""
         visible = self._visible_of_type(types)
-        in_reach = [o for o in visible if o["distance"] <= self.reach_m]
+        in_reach = [o for o in visible if self._surface_distance(o) <= self.reach_m]
         if in_reach:
             return str(in_reach[0]["objectId"])
         candidates = [str(o["objectId"]) for o in visible] + [
@@ -326,17 +339,6 @@ class ThorSkillExecutorBase:
             return
         self._do("LookDown" if delta > 0 else "LookUp", degrees=round(abs(delta), 4))
 
-    def _face(self, point: tuple[float, float, float]) -> None:
-        """Turn towards a point and pick the THOR horizon (-30, 0, 30, 60) that centres it best."""
-        md = self._metadata()
-        p = md["agent"]["position"]
-        cam_y = md.get("cameraPosition", {}).get("y", p["y"] + 0.675)
-        dx, dz = point[0] - p["x"], point[2] - p["z"]
-        if math.hypot(dx, dz) > 1e-3:
-            self._turn_to(math.degrees(math.atan2(dx, dz)))
-        down = math.degrees(math.atan2(cam_y - point[1], max(math.hypot(dx, dz), 1e-3)))
-        self._set_horizon(min(_HORIZONS, key=lambda h: abs(h - down)))
-
     def _is_visible(self, oid: str) -> bool:
         obj = self._objects().get(oid)
         return bool(obj and obj.get("visible"))
@@ -348,40 +350,114 @@ class ThorSkillExecutorBase:
         return position
 
     def _goto(self, oid: str) -> str:
-        """Drive next to where ``oid`` is believed to be and face it; check it is really there."""
+        """Drive next to where ``oid`` is believed to be and face it; check it is really there.
+
+        Viewpoints come from :meth:`_viewpoints_for` (near cells, each followed by a step back); at
+        each the robot faces the point and looks at the pitch that centres it, then at THOR's other
+        horizons (:meth:`_look_around`). An object believed to be where a closed container now stands
+        counts as found inside it (the caller opens it); furniture never is.
+        """
         target = self._believed(oid)
-        tried = 0
-        for cell in self._cells_near(target[0], target[2])[:_GOTO_RETRIES]:
+        tried: list[tuple[float, float]] = []
+        for cell in self._viewpoints_for(target):
             self._drive(cell)
-            self._face(target)
-            tried += 1
-            if self._is_visible(oid):
-                return f"at {oid}"
-            for horizon in _HORIZONS:  # look up and down once before repositioning
-                self._set_horizon(horizon)
+            tried.append(self._cells[cell])
+            movable = bool(self._objects().get(oid, {}).get("pickupable"))
+            for _ in self._look_around(target):
                 if self._is_visible(oid):
                     return f"at {oid}"
-            holder = self._closed_holder(oid)
-            if holder is not None:
-                self._face(self.known.get(holder, target))
-                return f"at {oid}, which is inside closed {holder}"
+                holder = self._closed_holder(target) if movable else None  # furniture is never put away
+                if holder is not None:
+                    return f"at {oid}, which is inside closed {holder}"
         self.known.pop(oid, None)
         raise _SkillFail(f"{oid} is not visible near its last known position "
-                         f"({target[0]:.2f}, {target[2]:.2f}) after {tried} tries; Explore first")
+                         f"({target[0]:.2f}, {target[2]:.2f}) after {len(tried)} tries; Explore first")
 
-    def _closed_holder(self, oid: str) -> str | None:
-        """A visible closed container the object is listed in (what a robot sees: a closed fridge)."""
-        objs = self._objects()
-        for pid in objs.get(oid, {}).get("parentReceptacles") or ():
-            parent = objs.get(pid)
-            if parent and parent.get("openable") and not parent.get("isOpen") and parent.get("visible"):
-                return pid
-        return None
+    def _viewpoints_for(self, target: tuple[float, float, float]) -> list[tuple[int, int]]:
+        """Up to ``_GOTO_RETRIES`` reachable cells to look at ``target`` from, alternating a near cell
+        and a cell farther back along the same bearing (a counter's overhang or a shelf above hides
+        what is under it from close by, not from a step back), each near cell at least
+        ``_VANTAGE_SPACING_M`` from those already chosen; all within reach (+ ``_VANTAGE_SLACK_M``)."""
+        ranked = self._cells_near(target[0], target[2])
+        limit = self.reach_m + _VANTAGE_SLACK_M
+
+        def dist(cell: tuple[int, int]) -> float:
+            x, z = self._cells[cell]
+            return math.hypot(x - target[0], z - target[2])
+
+        def bearing(cell: tuple[int, int]) -> float:
+            x, z = self._cells[cell]
+            return math.atan2(x - target[0], z - target[2])
+
+        chosen: list[tuple[int, int]] = []
+        for near in ranked:
+            if len(chosen) >= _GOTO_RETRIES:
+                break
+            if chosen and dist(near) > limit:
+                break
+            if any(math.hypot(self._cells[near][0] - self._cells[c][0], self._cells[near][1] - self._cells[c][1])
+                   < _VANTAGE_SPACING_M - 1e-6 for c in chosen):
+                continue
+            chosen.append(near)
+            d0, b0 = dist(near), bearing(near)
+            back = [c for c in ranked if c not in chosen and d0 + _STEP_BACK_M - 0.15 <= dist(c) <= limit
+                    and abs((bearing(c) - b0 + math.pi) % (2 * math.pi) - math.pi) <= math.radians(30.0)]
+            if back and len(chosen) < _GOTO_RETRIES:
+                chosen.append(min(back, key=lambda c: (abs(dist(c) - d0 - _STEP_BACK_M), c)))
+        for cell in ranked:  # cramped: top up with the nearest cells not chosen yet
+            if len(chosen) >= min(_GOTO_RETRIES, 3):
+                break
+            if cell not in chosen:
+                chosen.append(cell)
+        return chosen
+
+    def _look_around(self, target: tuple[float, float, float]) -> Iterable[float]:
+        """Face ``target`` and yield after each horizon tried: the pitch that centres it, then THOR's
+        standard horizons nearest that pitch first (each view is checked by the caller)."""
+        md = self._metadata()
+        p = md["agent"]["position"]
+        cam_y = md.get("cameraPosition", {}).get("y", p["y"] + 0.675)
+        dx, dz = target[0] - p["x"], target[2] - p["z"]
+        if math.hypot(dx, dz) > 1e-3:
+            self._turn_to(math.degrees(math.atan2(dx, dz)))
+        down = math.degrees(math.atan2(cam_y - target[1], max(math.hypot(dx, dz), 1e-3)))
+        best = min(max(round(down / 10.0) * 10.0, _HORIZONS[0]), _HORIZONS[-1])
+        order = [best] + sorted((h for h in _HORIZONS if abs(h - best) > 5.0), key=lambda h: (abs(h - down), h))
+        for horizon in order:
+            self._set_horizon(horizon)
+            yield horizon
+
+    def _closed_holder(self, point: tuple[float, float, float]) -> str | None:
+        """A visible closed container around where the object is believed to be (what a robot sees:
+        a closed fridge where it left the apple); the smallest such container."""
+        best: tuple[float, str] | None = None
+        open_spots = []  # visible receptacles one can see into: a point in one of them is not hidden
+        for obj in self._metadata()["objects"]:
+            if not obj.get("visible") or not obj.get("receptacle"):
+                continue
+            box = obj.get("axisAlignedBoundingBox") or {}
+            c, size = box.get("center"), box.get("size")
+            if not c or not size or not all(abs(point[i] - c[k]) <= abs(size[k]) / 2.0 + 0.02
+                                            for i, k in enumerate("xyz")):
+                continue
+            volume = abs(size["x"] * size["y"] * size["z"])
+            if obj["objectType"] in _CONTAINER_TYPES and obj.get("openable") and not obj.get("isOpen"):
+                if best is None or (volume, obj["objectId"]) < best:
+                    best = (volume, str(obj["objectId"]))
+            else:
+                open_spots.append(volume)
+        if best is None or any(v < best[0] for v in open_spots):  # e.g. in the basin above the cabinet
+            return None
+        return best[1]
 
     # ------------------------------------------------------------------------------ skills
     def _skill_GoToObject(self, args: Mapping[str, Any]) -> tuple[str, str | None, int]:
         arg = str(args["object"])
         oid = self._resolve_for_goto(arg)
+        if self._objects()[oid].get("isSliced"):  # the whole is gone; only its pieces can be seen
+            failure = _SkillFail(f"{oid} has been sliced; go to one of its pieces ({oid}|...) instead")
+            failure.object_id = oid  # type: ignore[attr-defined]
+            raise failure
         try:
             message = self._goto(oid)
         except _SkillFail as failure:
@@ -540,8 +616,7 @@ class ThorSkillExecutorBase:
 
     def _put(self, held: str, rid: str) -> None:
         rec = self._ready(rid)
-        if rec.get("openable") and not rec.get("isOpen") and rec["objectType"] in {
-                "Fridge", "Cabinet", "Drawer", "Microwave", "Safe", "Box", "LaundryHamper", "Kettle"}:
+        if rec.get("openable") and not rec.get("isOpen") and rec["objectType"] in _CONTAINER_TYPES:
             raise _SkillFail(f"{rid} is closed; OpenObject first")
         self._do("PutObject", objectId=rid)
 
@@ -579,10 +654,20 @@ class ThorSkillExecutorBase:
         return f"{done} {oid}", oid, 0
 
     def _skill_OpenObject(self, args: Mapping[str, Any]) -> tuple[str, str | None, int]:
-        return self._simple("OpenObject", args, "opened")
+        return self._open_close(args, True)
 
     def _skill_CloseObject(self, args: Mapping[str, Any]) -> tuple[str, str | None, int]:
-        return self._simple("CloseObject", args, "closed")
+        return self._open_close(args, False)
+
+    def _open_close(self, args: Mapping[str, Any], want_open: bool) -> tuple[str, str | None, int]:
+        """Open/close an object in reach. THOR fails OpenObject on an open object (and CloseObject on a
+        closed one); the robot looks first and reports success without acting, as a person would."""
+        oid = self._resolve_held_or_visible(str(args["object"]))
+        obj = self._ready(oid)
+        if obj.get("openable") and bool(obj.get("isOpen")) == want_open:
+            return f"{oid} is already {'open' if want_open else 'closed'}", oid, 0
+        self._do("OpenObject" if want_open else "CloseObject", objectId=oid)
+        return f"{'opened' if want_open else 'closed'} {oid}", oid, 0
 
     def _toggle(self, action: str, args: Mapping[str, Any], done: str) -> tuple[str, str | None, int]:
         """Toggle an object; a stove burner is operated through the knob that controls it (as in THOR)."""
@@ -683,7 +768,7 @@ class ThorSkillExecutorBase:
     def _reach_again(self, oid: str) -> None:
         """Make sure a just-seen object is visible and within reach, driving closer if needed."""
         obj = self._objects().get(oid, {})
-        if obj.get("isPickedUp") or (obj.get("visible") and obj.get("distance", math.inf) <= self.reach_m):
+        if obj.get("isPickedUp") or (obj.get("visible") and self._surface_distance(obj) <= self.reach_m):
             return
         self._goto(oid)
         self._ready(oid)
@@ -734,7 +819,7 @@ class ThorSkillExecutorBase:
         for oid in candidates + self._known_of_type(["Pan", "Pot"]):
             parents = objs[oid].get("parentReceptacles") or ()
             if any(objs.get(p, {}).get("objectType") == "StoveBurner" for p in parents):
-                if not (self._is_visible(oid) and objs[oid]["distance"] <= self.reach_m):
+                if not (self._is_visible(oid) and self._surface_distance(objs[oid]) <= self.reach_m):
                     self._goto(oid)
                 return oid
         raise _SkillFail("no known Microwave or pan on a StoveBurner to cook with; Explore first")
@@ -747,7 +832,7 @@ class ThorSkillExecutorBase:
             if horizon is not None:
                 self._set_horizon(horizon)
             for knob in self._visible_of_type(["StoveKnob"]):
-                if burners & set(knob.get("controlledObjects") or ()) and knob["distance"] <= self.reach_m:
+                if burners & set(knob.get("controlledObjects") or ()) and self._surface_distance(knob) <= self.reach_m:
                     return str(knob["objectId"])
         raise _SkillFail(f"no visible StoveKnob for the burner under {pan}")
 

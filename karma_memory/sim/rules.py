@@ -11,6 +11,9 @@ __all__ = [
     "SLICED_TYPE",
     "SLICED_COOKABLE",
     "RECEPTACLE_RESTRICTIONS",
+    "OBJECT_RESTRICTIONS",
+    "FULLY_INSIDE_TYPES",
+    "ALWAYS_UPRIGHT",
     "LIQUIDS",
     "WATER_SOURCES",
     "HEATING_TOGGLES",
@@ -64,6 +67,26 @@ RECEPTACLE_RESTRICTIONS: dict[str, frozenset[str]] = {
     "Fridge": _FOOD | {"Bowl", "Cup", "Mug", "Plate", "Pan", "Pot", "Glassbottle", "WineBottle", "Bottle", "Kettle"},
 }
 
+#: Object type -> the only receptacle types it may go in/on, where THOR's own table
+#: (``ReceptacleRestrictions.PlacementRestrictions``) is that strict and ALFRED agrees: towels only
+#: hang on their holders.
+OBJECT_RESTRICTIONS: dict[str, frozenset[str]] = {
+    "Towel": frozenset({"TowelHolder"}),
+    "HandTowel": frozenset({"HandTowelHolder"}),
+}
+
+#: THOR ``ReceptacleRestrictions.InReceptacles``: all 8 corners of what is put in must be inside
+#: (it must fit in height too); other "inside" receptacles check only the footprint.
+FULLY_INSIDE_TYPES = frozenset({"Drawer", "Cabinet", "Fridge", "Microwave", "LaundryHamper", "Box", "Safe"})
+
+#: THOR ``ReceptacleRestrictions.AlwaysPlaceUpright``: placed only turned about the vertical axis;
+#: anything else may also be laid down or stood up to fit (a pen stands in a mug).
+ALWAYS_UPRIGHT = frozenset({
+    "Pot", "Pan", "Bowl", "Plate", "Bread", "Cup", "Mug", "Laptop", "SaltShaker", "PepperShaker", "AlarmClock", "Box",
+    "SoapBottle", "SoapBottleFilled", "Kettle", "Bottle", "CreditCard", "RemoteControl", "Candle", "SprayBottle",
+    "Statue", "Vase", "KeyChain", "CD", "Book", "EggCracked", "Dumbbell", "TableTopDecor",
+})
+
 LIQUIDS = ("water", "coffee", "wine")
 #: Toggleable sources of running water and the basin type each pours into.
 WATER_SOURCES: dict[str, frozenset[str]] = {
@@ -79,6 +102,11 @@ def allowed_in(object_type: str, receptacle_type: str) -> bool:
 
     >>> allowed_in("Apple", "Toaster"), allowed_in("BreadSliced", "Toaster"), allowed_in("Book", "Shelf")
     (False, True, True)
+    >>> allowed_in("Towel", "Drawer"), allowed_in("Towel", "TowelHolder")
+    (False, True)
     """
+    only = OBJECT_RESTRICTIONS.get(object_type)
+    if only is not None and receptacle_type not in only:
+        return False
     allowed = RECEPTACLE_RESTRICTIONS.get(receptacle_type)
     return allowed is None or object_type in allowed

@@ -38,6 +38,7 @@ __all__ = [
     "scene_source_path",
     "trilaterate_agent",
     "compute_reachable",
+    "surface_parts",
     "default_area_positions",
 ]
 
@@ -91,6 +92,8 @@ class SceneData:
         ceiling_y: height used for the rendered ceiling, metres.
         agent_start: THOR's default start pose recovered from the dump: ``position`` {x,y,z},
             ``rotation`` (yaw, degrees) and ``horizon`` (degrees, positive = down).
+        surface_parts: objectId -> boxes ((lo), (hi)) that replace the AABB of an L-shaped counter
+            or desk (see :func:`surface_parts`): what is solid, drawn, occludes and carries objects.
     """
 
     name: str
@@ -102,6 +105,8 @@ class SceneData:
     floor_y: float = 0.0
     ceiling_y: float = 2.6
     agent_start: Mapping[str, Any] = field(default_factory=dict)
+    surface_parts: Mapping[str, tuple[tuple[tuple[float, float, float], tuple[float, float, float]], ...]] = \
+        field(default_factory=dict)
 
     def copy_objects(self) -> list[dict]:
         """A deep copy of the object dicts, safe to mutate."""
@@ -367,6 +372,153 @@ def _component(free: np.ndarray, seed: tuple[int, int]) -> np.ndarray:
     return keep
 
 
+# ------------------------------------------------------------------------------------ L-shaped slabs
+
+#: Raster step used to carve L-shaped counters and desks, metres.
+_PART_CELL = 0.05
+#: Counters/desks narrower than this in x or z are straight: never carved, metres.
+_PART_MIN_SPAN = 1.0
+#: A carved slab overhangs what it covers by this much, and fills gaps this wide, metres.
+_PART_MARGIN = 0.04
+_PART_GAP = 0.15
+#: An empty corner is cut away when it spans at least this fraction of both sides of the box ...
+_PART_CORNER = 0.35
+#: ... and leaves counter at least this deep around it, metres.
+_PART_MIN_ARM = 0.4
+
+
+def _box_filter(mask: np.ndarray, r: int, outside: bool) -> np.ndarray:
+    """Count of True cells in the (2r+1)² window around each cell (cells outside count as ``outside``)."""
+    padded = np.pad(mask.astype(np.int32), r, constant_values=int(outside))
+    c = padded.cumsum(0).cumsum(1)
+    c = np.pad(c, ((1, 0), (1, 0)))
+    k = 2 * r + 1
+    return c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]
+
+
+def _rectangles(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Cover a boolean raster with rectangles (i0, i1, j0, j1), half-open: runs along j merged across i."""
+    out: list[tuple[int, int, int, int]] = []
+    open_runs: dict[tuple[int, int], int] = {}
+    for i in range(mask.shape[0] + 1):
+        runs: set[tuple[int, int]] = set()
+        if i < mask.shape[0]:
+            row = np.concatenate([[False], mask[i], [False]])
+            edges = np.flatnonzero(row[1:] != row[:-1])
+            runs = {(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])}
+        for run in list(open_runs):
+            if run not in runs:
+                out.append((open_runs.pop(run), i, run[0], run[1]))
+        for run in runs:
+            open_runs.setdefault(run, i)
+    return sorted(out)
+
+
+def _edge_rect(free: np.ndarray) -> tuple[int, int, int]:
+    """Largest all-free rectangle touching the raster's j = 0 side: (i0, i1, depth), cells
+    [i0, i1) × [0, depth) (largest rectangle under the histogram of free runs from that side)."""
+    run = np.argmin(np.concatenate([free, np.zeros((free.shape[0], 1), dtype=bool)], axis=1), axis=1)
+    best, area = (0, 0, 0), 0
+    stack: list[tuple[int, int]] = []  # (start, height), heights increasing
+    for i, h in enumerate([*run.tolist(), 0]):
+        start = i
+        while stack and stack[-1][1] >= h:
+            s0, h0 = stack.pop()
+            if h0 * (i - s0) > area:
+                best, area = (s0, i, h0), h0 * (i - s0)
+            start = s0
+        stack.append((start, h))
+    return best
+
+
+def surface_parts(objects: Sequence[Mapping[str, Any]]) -> dict[str, tuple[tuple[tuple[float, float, float],
+                                                                                  tuple[float, float, float]], ...]]:
+    """The solid parts of L- and U-shaped counters and desks, whose AABB also covers the empty floor
+    the L or U wraps around.
+
+    For a counter or desk wider than ``_PART_MIN_SPAN`` both ways, the footprint is rasterised and
+    marked where it covers something (cabinets, drawers, a sink or stove set into it: furniture no
+    taller than it reaching up to it; ``_PART_MARGIN`` of overhang) or carries something (its
+    children), with gaps narrower than ``_PART_GAP`` filled. An empty rectangle reaching in from a
+    side of the box, spanning at least ``_PART_CORNER`` of both sides and leaving arms at least
+    ``_PART_MIN_ARM`` deep, is the floor an L or U wraps around: it is cut away (up to three times).
+    A gap along a whole side is an overhang (stools under an island), not an L. Boxes with no such
+    gap (islands, straight counters) stay whole.
+
+    Returns:
+        objectId -> boxes ((xmin, ymin, zmin), (xmax, ymax, zmax)), at the slab's full height.
+    """
+    out: dict[str, tuple[tuple[tuple[float, float, float], tuple[float, float, float]], ...]] = {}
+    boxes = [(o, *aabb_of(o)) for o in objects if o["objectType"] != "Floor"]
+    for obj, lo, hi in boxes:
+        if obj["objectType"] not in _CARVED_TYPES or min(hi[0] - lo[0], hi[2] - lo[2]) <= _PART_MIN_SPAN:
+            continue
+        oid = obj["objectId"]
+        nx_ = max(1, int(math.ceil((hi[0] - lo[0]) / _PART_CELL)))
+        nz_ = max(1, int(math.ceil((hi[2] - lo[2]) / _PART_CELL)))
+        xs = lo[0] + (np.arange(nx_) + 0.5) * (hi[0] - lo[0]) / nx_
+        zs = lo[2] + (np.arange(nz_) + 0.5) * (hi[2] - lo[2]) / nz_
+        gx, gz = np.meshgrid(xs, zs, indexing="ij")
+        mask = np.zeros(gx.shape, dtype=bool)
+        others = [(lo3, hi3) for o3, lo3, hi3 in boxes if o3 is not obj and o3["objectType"] in _CARVED_TYPES]
+        for other, lo2, hi2 in boxes:
+            if other is obj or other["objectType"] in WALL_MOUNTED_TYPES or other["objectType"] in _CARVED_TYPES:
+                continue
+            if lo2[0] >= hi[0] or hi2[0] <= lo[0] or lo2[2] >= hi[2] or hi2[2] <= lo[2]:
+                continue
+            c2 = (lo2 + hi2) / 2.0
+            if any(lo3[0] <= c2[0] <= hi3[0] and lo3[2] <= c2[2] <= hi3[2] for lo3, hi3 in others):
+                continue  # under or on another counter (an island inside the L's box)
+            child = oid in (other.get("parentReceptacles") or ())
+            covered = (not other.get("pickupable") and not other.get("moveable")
+                       and lo[1] - 0.25 <= hi2[1] <= hi[1] + 0.1 and lo2[1] < hi[1])
+            if not (child or covered):
+                continue
+            m = _PART_MARGIN if covered else 0.0  # a counter overhangs its cabinets a little
+            mask |= (gx > lo2[0] - m) & (gx < hi2[0] + m) & (gz > lo2[2] - m) & (gz < hi2[2] + m)
+        if not mask.any():
+            continue
+        r = max(1, int(round(_PART_GAP / _PART_CELL)))
+        solid = _box_filter(_box_filter(mask, r, False) > 0, r, True) == (2 * r + 1) ** 2
+        keep = np.ones_like(solid)
+        for _ in range(3):
+            best: tuple[int, np.ndarray] | None = None
+            for transpose in (False, True):
+                for flip in (False, True):
+                    view = ~solid & keep
+                    view = view.T if transpose else view
+                    view = view[:, ::-1] if flip else view
+                    i0, i1, depth = _edge_rect(view)
+                    span_i, span_j = (nz_, nx_) if transpose else (nx_, nz_)
+                    if (i1 - i0) < _PART_CORNER * span_i or depth < _PART_CORNER * span_j:
+                        continue
+                    arm = _PART_MIN_ARM / _PART_CELL  # what is left around the cut must be real counter
+                    if span_j - depth < arm or 0 < i0 < arm or 0 < span_i - i1 < arm:
+                        continue
+                    if i0 == 0 and i1 == span_i:  # a strip along a whole side: an overhang (stools), not an L
+                        continue
+                    cut = np.zeros_like(view)
+                    cut[i0:i1, :depth] = True
+                    cut = cut[:, ::-1] if flip else cut
+                    cut = cut.T if transpose else cut
+                    if best is None or (i1 - i0) * depth > best[0]:
+                        best = ((i1 - i0) * depth, cut)
+            if best is None:
+                break
+            keep &= ~best[1]
+        if keep.all():
+            continue
+        parts = []
+        for i0, i1, j0, j1 in _rectangles(keep):
+            x0 = float(lo[0] + i0 * (hi[0] - lo[0]) / nx_)
+            x1 = float(lo[0] + i1 * (hi[0] - lo[0]) / nx_)
+            z0 = float(lo[2] + j0 * (hi[2] - lo[2]) / nz_)
+            z1 = float(lo[2] + j1 * (hi[2] - lo[2]) / nz_)
+            parts.append(((x0, float(lo[1]), z0), (x1, float(hi[1]), z1)))
+        out[oid] = tuple(parts)
+    return out
+
+
 # -------------------------------------------------------------------------------------------- loading
 
 
@@ -391,7 +543,8 @@ def _load_cached(name: str, grid_size: float) -> SceneData:
     }
     reachable.setflags(write=False)
     return SceneData(name=name, room_kind=kind, objects=tuple(objects), reachable=reachable, grid_size=grid_size,
-                     floor_bounds=bounds, floor_y=floor_y, ceiling_y=ceiling, agent_start=start)
+                     floor_bounds=bounds, floor_y=floor_y, ceiling_y=ceiling, agent_start=start,
+                     surface_parts=surface_parts(objects))
 
 
 def load_scene(name: str, grid_size: float = 0.25) -> SceneData:

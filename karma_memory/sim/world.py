@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ import numpy as np
 
 from karma_memory.sim.geometry import aabb_dict, aabb_of, camera_axes
 from karma_memory.sim.render import BoxSet, type_color
-from karma_memory.sim.rules import ENCLOSING_TYPES, INSIDE_TYPES
+from karma_memory.sim.rules import ALWAYS_UPRIGHT, ENCLOSING_TYPES, FULLY_INSIDE_TYPES, INSIDE_TYPES
 from karma_memory.sim.scenes import AGENT_Y_OFFSET, CAMERA_Y_OFFSET, WALL_MOUNTED_TYPES, SceneData
 
 try:
@@ -20,7 +21,8 @@ try:
 except ImportError:  # pragma: no cover
     _orjson = None
 
-__all__ = ["World", "Snapshot", "Pose"]
+__all__ = ["World", "Snapshot", "Pose", "capsule_dist2", "CAPSULE_BELOW", "CAPSULE_ABOVE", "SLIDING_TYPES",
+           "SEE_THROUGH_TYPES"]
 
 
 def _deep_copy_one(obj: dict) -> dict:
@@ -28,14 +30,23 @@ def _deep_copy_one(obj: dict) -> dict:
         return _orjson.loads(_orjson.dumps(obj))
     return copy.deepcopy(obj)
 
+#: THOR's default agent capsule (1.8 m tall, radius 0.2, centred on the agent's position): its axis
+#: (between the end-sphere centres) reaches this far below / above the agent position, metres.
+CAPSULE_BELOW = 0.7
+CAPSULE_ABOVE = 0.7
+
 # Visibility sampling: corners are pulled this far towards the box centre before testing them.
 _SAMPLE_SHRINK = 0.8
+# A box within this of lying inside another one counts as part of it (never occluded by it), metres.
+_PART_TOL = 0.02
 _SEGMENT_EPS = 0.02
 _SIGNS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=float)
 _AHEAD = np.array([0.5, 1.0, 1.5])
 # Basins set into a counter (the counter slab gets a hole) or inside a frame object (Sink, Bathtub).
 _INSET_TYPES = frozenset({"SinkBasin", "BathtubBasin"})
 _SLAB_HEIGHT = 0.15
+# A basin whose rim is this far under a counter slab is still set into it (undermount sink), metres.
+_BASIN_DROP = 0.15
 # Open containers drawn without a lid (contents seen from above).
 _OPEN_TOP_TYPES = frozenset({"Drawer", "Box", "LaundryHamper", "Kettle"})
 
@@ -54,6 +65,24 @@ def _box_dist2(point: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] + d[:, 2] * d[:, 2]
 
 
+def capsule_dist2(agent: np.ndarray, lo: np.ndarray, hi: np.ndarray, reach: float) -> np.ndarray:
+    """Squared distance from each box to THOR's visibility capsule axis of an agent at ``agent``.
+
+    THOR (collider visibility scheme) looks for objects whose colliders overlap a capsule of radius
+    ``visibilityDistance`` around the agent's own capsule, stretched up by that distance: in effect
+    the *horizontal* distance from the agent to the object must be within range (whatever the
+    object's height, up to about ``reach`` above the agent's head), not the distance from the camera.
+    The axis runs from ``CAPSULE_BELOW`` under the agent's position to ``CAPSULE_ABOVE + reach`` above.
+    """
+    lo = np.asarray(lo, dtype=float).reshape(-1, 3)
+    hi = np.asarray(hi, dtype=float).reshape(-1, 3)
+    dx = np.maximum(lo[:, 0] - agent[0], 0.0) + np.maximum(agent[0] - hi[:, 0], 0.0)
+    dz = np.maximum(lo[:, 2] - agent[2], 0.0) + np.maximum(agent[2] - hi[:, 2], 0.0)
+    bottom, top = agent[1] - CAPSULE_BELOW, agent[1] + CAPSULE_ABOVE + reach
+    dy = np.maximum(lo[:, 1] - top, 0.0) + np.maximum(bottom - hi[:, 1], 0.0)
+    return dx * dx + dz * dz + dy * dy
+
+
 def _open_shell(lo: np.ndarray, hi: np.ndarray, with_top: bool) -> list[tuple[np.ndarray, np.ndarray]]:
     """An open container as thin bottom (and top) plates, so what is inside can be seen and reached."""
     t = min(0.03, (hi[1] - lo[1]) / 4.0)
@@ -65,10 +94,11 @@ def _open_shell(lo: np.ndarray, hi: np.ndarray, with_top: bool) -> list[tuple[np
 
 def _set_into(blo: np.ndarray, bhi: np.ndarray, slo: np.ndarray, shi: np.ndarray) -> np.ndarray:
     """For each slab (rows of slo, shi): is the basin box (blo, bhi) set into it — footprint inside,
-    top just below or level with the slab?"""
+    top below (an undermount basin: up to ``_BASIN_DROP`` under it) or level with the slab?"""
     tol = 0.06
     return ((slo[:, 0] - tol <= blo[0]) & (bhi[0] <= shi[:, 0] + tol) & (slo[:, 2] - tol <= blo[2])
-            & (bhi[2] <= shi[:, 2] + tol) & (slo[:, 1] - tol <= bhi[1]) & (bhi[1] <= shi[:, 1] + tol))
+            & (bhi[2] <= shi[:, 2] + tol) & (slo[:, 1] - _BASIN_DROP <= bhi[1]) & (bhi[1] <= shi[:, 1] + tol)
+            & (blo[1] < slo[:, 1]))
 
 
 def _cut_hole(part: tuple[np.ndarray, np.ndarray], hlo: np.ndarray,
@@ -87,8 +117,25 @@ def _cut_hole(part: tuple[np.ndarray, np.ndarray], hlo: np.ndarray,
     return out
 
 
+# Containers taller than this have shelves (a fridge): things put in rest near _SHELF_HEIGHT above the floor.
+_TALL_CONTAINER = 0.8
+_SHELF_HEIGHT = 0.9
+# An open drawer (openness 1) sticks out of its furniture by this fraction of its depth.
+_DRAWER_TRAVEL = 0.8
+#: Glass that THOR's visibility raycast looks through (``SimObjSecondaryProperty.CanSeeThrough``).
+SEE_THROUGH_TYPES = frozenset({"ShowerGlass", "ShowerDoor"})
+#: Types that slide out when opened (the rest swing a door and stay where they are).
+SLIDING_TYPES = frozenset({"Drawer"})
 # The held object floats this far ahead of and below the camera.
 _HAND_AHEAD, _HAND_BELOW = 0.45, 0.35
+
+
+@functools.lru_cache(maxsize=4096)
+def _axes(yaw: float, horizon: float) -> np.ndarray:
+    """camera_axes, cached (an agent looks along few directions); read-only."""
+    out = camera_axes(yaw, horizon)
+    out.setflags(write=False)
+    return out
 
 
 def chain_of_parents(parent: Mapping[str, str | None], oid: str) -> list[str]:
@@ -116,7 +163,7 @@ class Pose:
         return np.array([self.x, self.y + CAMERA_Y_OFFSET, self.z])
 
     def axes(self) -> np.ndarray:
-        return camera_axes(self.yaw, self.horizon)
+        return _axes(self.yaw, self.horizon)
 
 
 class ObjectCache:
@@ -174,6 +221,7 @@ class Snapshot:
     colors: dict[str, tuple[int, int, int]]
     containment_version: int = 0
     cache: ObjectCache = field(default_factory=ObjectCache, repr=False)
+    parts: Mapping[str, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict, repr=False)
     _arrays: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ---------------------------------------------------------------------------------- containment
@@ -233,6 +281,15 @@ class Snapshot:
                     j = self.index.get(oid.rsplit("|", 1)[0])
                     if j is not None:
                         rel[i, j] = rel[j, i] = True
+            # a box lying within another is part of it or kept in it (shelves and what stands on them
+            # inside a shelving unit, a drawer inside a dresser's box): the outer one is not in the way
+            arrays = self._boxes()
+            lo, hi = arrays["lo"], arrays["hi"]
+            inside = np.ones((n, n), dtype=bool)
+            for a in range(3):
+                inside &= ((lo[:, None, a] >= lo[None, :, a] - _PART_TOL)
+                           & (hi[:, None, a] <= hi[None, :, a] + _PART_TOL))
+            rel |= inside | inside.T
             self._arrays["related"] = rel
             self.cache.related = (self.containment_version, rel)
         return self._arrays["related"]
@@ -257,8 +314,10 @@ class Snapshot:
         """Per-object boxes and flags, plus the *pieces* drawn and used as occluders.
 
         Pieces are the object boxes except: the floor; wall-mounted boxes spanning two walls; frames
-        around a basin (a Sink's box would hide its SinkBasin); and thin slabs (counters) a basin is
-        set into, which are cut into strips around the basin's hole so it can be seen from above.
+        around a basin (a Sink's box would hide its SinkBasin); L-shaped counters and desks, replaced
+        by their solid parts (``SceneData.surface_parts``); open containers, drawn as thin plates;
+        and thin slabs (counters) a basin is set into, which are cut into strips around the basin's
+        hole so it can be seen from above.
         """
         if "lo" not in self._arrays:
             n = len(self.objects)
@@ -280,6 +339,10 @@ class Snapshot:
                     frame[j] = True
             keep = ~(gone | static["floor"] | bogus | frame)
             special: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+            for oid, boxes in self.parts.items():  # L-shaped counters: only their solid parts
+                j = self.index.get(oid)
+                if j is not None and keep[j]:
+                    special[j] = [(plo.copy(), phi.copy()) for plo, phi in boxes]
             for j in np.flatnonzero(keep & static["enclosing"]):
                 if self.objects[j].get("isOpen"):
                     special[int(j)] = _open_shell(lo[j], hi[j], with_top=self.objects[j]["objectType"]
@@ -289,6 +352,18 @@ class Snapshot:
                 for j in slabs[_set_into(lo[i], hi[i], lo[slabs], hi[slabs]) & (slabs != i)]:
                     parts = special.get(int(j), [(lo[j].copy(), hi[j].copy())])
                     special[int(j)] = [q for part in parts for q in _cut_hole(part, lo[i], hi[i])]
+            for i in basins:  # furniture under a basin (the cabinet under a sink) stops at the basin's floor
+                blo, bhi = lo[i], hi[i]
+                under = np.flatnonzero(keep & ~static["pickupable"] & (lo[:, 1] < blo[1]) & (hi[:, 1] > blo[1])
+                                       & (hi[:, 1] < bhi[1] + _SLAB_HEIGHT)
+                                       & (lo[:, 0] < bhi[0]) & (hi[:, 0] > blo[0]) & (lo[:, 2] < bhi[2])
+                                       & (hi[:, 2] > blo[2]))
+                for j in under:
+                    if j == i or j == static["prefix_of"].get(i):
+                        continue
+                    parts = special.get(int(j), [(lo[j].copy(), hi[j].copy())])
+                    special[int(j)] = [(plo, np.array([phi[0], min(phi[1], blo[1]), phi[2]]))
+                                       for plo, phi in parts if plo[1] < blo[1]]
             normal = keep.copy()
             normal[list(special)] = False
             idx = np.flatnonzero(normal)
@@ -297,7 +372,9 @@ class Snapshot:
             piece_lo = np.vstack([lo[idx], np.array([e[1] for e in extra]).reshape(-1, 3)])
             piece_hi = np.vstack([hi[idx], np.array([e[2] for e in extra]).reshape(-1, 3)])
             self._arrays.update(lo=lo, hi=hi, present=~gone, piece_lo=piece_lo, piece_hi=piece_hi,
-                                piece_owner=owner, piece_occludes=~static["wall"][owner])
+                                piece_owner=owner, piece_occludes=~(static["wall"] | static["clear"])[owner],
+                                piece_cols=tuple(np.ascontiguousarray(c) for c in (*piece_lo.T, *piece_hi.T)),
+                                cols=tuple(np.ascontiguousarray(c) for c in (*lo.T, *hi.T)))
         return self._arrays
 
     def _static(self) -> dict[str, Any]:
@@ -314,7 +391,9 @@ class Snapshot:
                 if j is not None:
                     prefix_of[i] = j
         static = {
+            "pickupable": np.array([bool(o.get("pickupable")) for o in self.objects], dtype=bool),
             "wall": np.array([t in WALL_MOUNTED_TYPES for t in types], dtype=bool),
+            "clear": np.array([t in SEE_THROUGH_TYPES for t in types], dtype=bool),
             "floor": np.array([t == "Floor" for t in types], dtype=bool),
             "enclosing": np.array([t in ENCLOSING_TYPES for t in types], dtype=bool),
             "basins": [i for i, t in enumerate(types) if t in _INSET_TYPES],
@@ -342,22 +421,91 @@ class Snapshot:
     # ----------------------------------------------------------------------------------- visibility
     def visibility(self, pose: Pose, max_distance: float, vertical_fov: float, aspect: float,
                    only: Iterable[str] | None = None) -> dict[str, bool]:
-        """objectId -> visible, THOR-style: in the view frustum, within ``max_distance`` of the camera
-        (nearest point of the box), not inside a closed receptacle and not occluded by other boxes.
+        """objectId -> visible, THOR-style: within ``max_distance`` of the agent (horizontally, see
+        :func:`capsule_dist2`), not inside a closed receptacle, and some sample point of its box is in
+        the view frustum with a clear line of sight from the camera.
 
         Args:
             only: restrict the test to these ids (the others are reported False).
+        """
+        out = dict.fromkeys(self.index, False)
+        for i in self.carried():  # the held object, and what is on/in it, are in front of the camera
+            out[self.objects[i]["objectId"]] = True
+        idx, k_idx, blocks, _ = self._sight(pose, max_distance, vertical_fov, aspect, only)
+        if len(k_idx) == 0:
+            return out
+        if blocks is None:
+            seen_idx = np.unique(idx[k_idx])
+        else:
+            seen_idx = np.unique(idx[k_idx[~blocks.any(axis=1)]])
+        for i in seen_idx:
+            out[self.objects[i]["objectId"]] = True
+        return out
+
+    def explain(self, pose: Pose, max_distance: float, vertical_fov: float, aspect: float,
+                oid: str) -> dict[str, Any]:
+        """Why one object is (not) visible from ``pose``: the same test as :meth:`visibility`, itemised.
+
+        Returns:
+            ``{"visible": bool, "reason": str, "occluders": [objectId, ...]}`` where reason is
+            ``visible``, ``held``, ``missing`` (not in the scene or cut up), ``enclosed`` (inside a
+            closed receptacle), ``too_far`` (farther than ``max_distance`` from the agent, see
+            :func:`capsule_dist2`), ``out_of_view`` (no sample point in the frustum) or ``occluded``
+            (every sample point in view is blocked; ``occluders`` lists what blocks them, most often
+            first).
+        """
+        i = self.index.get(oid)
+        if i is None or oid in self.hidden:
+            return {"visible": False, "reason": "missing", "occluders": []}
+        if i in self.carried():
+            return {"visible": True, "reason": "held", "occluders": []}
+        if oid in self.enclosed():
+            return {"visible": False, "reason": "enclosed", "occluders": []}
+        arrays = self._boxes()
+        agent = np.array([pose.x, pose.y, pose.z])
+        if capsule_dist2(agent, arrays["lo"][i], arrays["hi"][i], max_distance)[0] > max_distance ** 2:
+            return {"visible": False, "reason": "too_far", "occluders": []}
+        idx, k_idx, blocks, occ = self._sight(pose, max_distance, vertical_fov, aspect, [oid], full=True)
+        if len(k_idx) == 0:
+            return {"visible": False, "reason": "out_of_view", "occluders": []}
+        if blocks is None or not blocks.any(axis=1).all():
+            return {"visible": True, "reason": "visible", "occluders": []}
+        counts: dict[str, int] = {}
+        for row in blocks:
+            for j in np.flatnonzero(row):
+                owner = self.objects[arrays["piece_owner"][occ[j]]]["objectId"]
+                counts[owner] = counts.get(owner, 0) + 1
+        order = sorted(counts, key=lambda k: (-counts[k], k))
+        return {"visible": False, "reason": "occluded", "occluders": order}
+
+    def _sight(self, pose: Pose, max_distance: float, vertical_fov: float, aspect: float,
+               only: Iterable[str] | None, full: bool = False
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+        """Sight lines from the camera to the sample points in view of the candidate objects.
+
+        Without ``full``, lines are tested in two rounds (each object's first line, then all other
+        lines of the objects still unseen) and ``blocks`` rows of lines never tested are all True
+        except one clear line per visible object: enough to tell what is visible, at a fraction of
+        the cost.
+
+        Returns:
+            ``idx`` (candidate object indices), ``k_idx`` (per sight line: position in ``idx``),
+            ``blocks`` ((lines, occluders) bool, None when nothing can occlude) and ``occ`` (piece
+            indices of the occluders).
         """
         arrays = self._boxes()
         lo, hi = arrays["lo"], arrays["hi"]
         cam = pose.camera
         axes = pose.axes()
-        out = dict.fromkeys(self.index, False)
+        empty = np.zeros(0, dtype=int)
         carried = self.carried()
-        for i in carried:  # the held object, and what is on/in it, are in front of the camera
-            out[self.objects[i]["objectId"]] = True
         limit2 = max_distance * max_distance
-        cand = arrays["present"] & (_box_dist2(cam, lo, hi) <= limit2)
+        x0, y0, z0, x1, y1, z1 = arrays["cols"]  # capsule_dist2, on columns (hot path)
+        dx = np.maximum(x0 - pose.x, 0.0) + np.maximum(pose.x - x1, 0.0)
+        dz = np.maximum(z0 - pose.z, 0.0) + np.maximum(pose.z - z1, 0.0)
+        dy = (np.maximum(y0 - (pose.y + CAPSULE_ABOVE + max_distance), 0.0)
+              + np.maximum(pose.y - CAPSULE_BELOW - y1, 0.0))
+        cand = arrays["present"] & (dx * dx + dz * dz + dy * dy <= limit2)
         if only is not None:
             mask = np.zeros(len(self.objects), dtype=bool)
             mask[[self.index[oid] for oid in only if oid in self.index]] = True
@@ -365,7 +513,7 @@ class Snapshot:
         cand[carried] = False
         idx = np.flatnonzero(cand)
         if len(idx) == 0:
-            return out
+            return idx, empty, None, empty
 
         ahead = cam + axes[:, 2][None, :] * _AHEAD[:, None]  # (3, 3): the part of a big box straight ahead
         pts = np.concatenate([self.samples()[idx],
@@ -374,40 +522,56 @@ class Snapshot:
         rel = pts - cam
         cx, cy, cz = rel @ axes[:, 0], rel @ axes[:, 1], rel @ axes[:, 2]  # optical frame
         tan_v = math.tan(math.radians(vertical_fov) / 2.0)
-        in_view = ((cz > 0.01) & (np.abs(cx) <= tan_v * aspect * cz) & (np.abs(cy) <= tan_v * cz)
-                   & (rel[..., 0] ** 2 + rel[..., 1] ** 2 + rel[..., 2] ** 2 <= limit2 + 1e-9))
+        in_view = (cz > 0.01) & (np.abs(cx) <= tan_v * aspect * cz) & (np.abs(cy) <= tan_v * cz)
         k_idx, s_idx = np.nonzero(in_view)
         if len(k_idx) == 0:
-            return out
-        # occluders: pieces that can cut a segment shorter than max_distance, not containing the camera
+            return idx, k_idx, None, empty
+        seg = rel[k_idx, s_idx]  # (R, 3)
+        # occluders: pieces overlapping the box around all sight lines, not containing the camera
+        span_lo = np.minimum(seg.min(axis=0), 0.0) + cam
+        span_hi = np.maximum(seg.max(axis=0), 0.0) + cam
         plo, phi = arrays["piece_lo"], arrays["piece_hi"]
-        pd2 = _box_dist2(cam, plo, phi)
-        occludes = arrays["piece_occludes"] & (pd2 <= limit2) & (pd2 > 0.0)
+        px0, py0, pz0, px1, py1, pz1 = arrays["piece_cols"]
+        occludes = (arrays["piece_occludes"] & (px0 <= span_hi[0]) & (py0 <= span_hi[1]) & (pz0 <= span_hi[2])
+                    & (px1 >= span_lo[0]) & (py1 >= span_lo[1]) & (pz1 >= span_lo[2])
+                    & ((px0 >= cam[0]) | (px1 <= cam[0]) | (py0 >= cam[1]) | (py1 <= cam[1])
+                       | (pz0 >= cam[2]) | (pz1 <= cam[2])))
         if carried:
             occludes &= ~np.isin(arrays["piece_owner"], carried)
         occ = np.flatnonzero(occludes)
-        seen = np.zeros(len(idx), dtype=bool)
         if len(occ) == 0:
-            seen[k_idx] = True
-        else:
-            seg = rel[k_idx, s_idx]  # (R, 3)
-            seg[seg == 0.0] = 1e-12
-            inv = 1.0 / seg
-            olo, ohi = plo[occ] - cam, phi[occ] - cam
+            return idx, k_idx, None, occ
+        seg[seg == 0.0] = 1e-12
+        inv = 1.0 / seg
+        olo, ohi = plo[occ] - cam, phi[occ] - cam
+        unrelated = ~self.related()[idx][:, arrays["piece_owner"][occ]]  # (K, M)
+
+        def blocked(rows: np.ndarray) -> np.ndarray:
+            """(len(rows), M): which occluders cut each of these sight lines (slab test per axis)."""
             tnear = tfar = None
-            for a in range(3):  # slab test per axis on (R, M) planes
-                t1 = inv[:, a, None] * olo[None, :, a]
-                t2 = inv[:, a, None] * ohi[None, :, a]
+            for a in range(3):
+                t1 = inv[rows, a, None] * olo[None, :, a]
+                t2 = inv[rows, a, None] * ohi[None, :, a]
                 near, far = np.minimum(t1, t2), np.maximum(t1, t2)
                 tnear = near if tnear is None else np.maximum(tnear, near)
                 tfar = far if tfar is None else np.minimum(tfar, far)
-            blocks = (tnear <= tfar) & (tfar > _SEGMENT_EPS) & (tnear < 1.0 - _SEGMENT_EPS)
             # an object never occludes itself, what holds it, or what it holds
-            blocks &= ~self.related()[idx[k_idx]][:, arrays["piece_owner"][occ]]
-            seen[k_idx[~blocks.any(axis=1)]] = True
-        for i in idx[seen]:
-            out[self.objects[i]["objectId"]] = True
-        return out
+            return (tnear <= tfar) & (tfar > _SEGMENT_EPS) & (tnear < 1.0 - _SEGMENT_EPS) & unrelated[k_idx[rows]]
+
+        if full:
+            return idx, k_idx, blocked(np.arange(len(k_idx))), occ
+        blocks = np.ones((len(k_idx), len(occ)), dtype=bool)
+        is_first = np.empty(len(k_idx), dtype=bool)  # each object's first line (k_idx is sorted)
+        is_first[0] = True
+        np.not_equal(k_idx[1:], k_idx[:-1], out=is_first[1:])
+        first = np.flatnonzero(is_first)
+        blocks[first] = blocked(first)
+        seen = np.zeros(len(idx), dtype=bool)
+        seen[k_idx[first[~blocks[first].any(axis=1)]]] = True
+        rest = np.flatnonzero(~(seen[k_idx] | is_first))
+        if len(rest):
+            blocks[rest] = blocked(rest)
+        return idx, k_idx, blocks, occ
 
     def samples(self) -> np.ndarray:
         """(N, 9, 3) visibility sample points per box: centre and corners pulled towards it."""
@@ -444,6 +608,12 @@ class World:
         p = start.get("position", {"x": 0.0, "y": scene.floor_y + AGENT_Y_OFFSET, "z": 0.0})
         self.pose = Pose(float(p["x"]), float(p["y"]), float(p["z"]), float(start.get("rotation", 0.0)),
                          float(start.get("horizon", 0.0)))
+        #: L-shaped counters/desks: objectId -> solid part boxes (the rest of their AABB is empty)
+        self.parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
+            oid: [(np.array(lo, dtype=float), np.array(hi, dtype=float)) for lo, hi in boxes]
+            for oid, boxes in getattr(scene, "surface_parts", {}).items() if oid in self.objects}
+        self.slid: dict[str, np.ndarray] = {}  # drawer id -> how far it is slid out now
+        self.slid_dir: dict[str, tuple[int, float]] = {}  # drawer id -> (axis, sign) it slides along
         self.version = 0
         self.containment_version = 0
         self.cache = ObjectCache()
@@ -456,8 +626,26 @@ class World:
 
     # ------------------------------------------------------------------------------------ helpers
     def _direct_parent(self, obj: dict) -> str | None:
-        """The immediate receptacle: of THOR's listed parents, the smallest box (a plate beats the counter)."""
-        parents = [p for p in (obj.get("parentReceptacles") or ()) if p in self.objects]
+        """The immediate receptacle: of THOR's listed parents, the smallest box (a plate beats the counter).
+
+        Listings the geometry contradicts are dropped: the floor has no parent, and only what can be
+        picked up is ever inside a closable container (cabinet, drawer, fridge, ...), with its centre
+        inside that container's box (the dump puts FloorPlan16's floor in a cabinet, FloorPlan19's
+        fridge in a drawer, and the two doors of FloorPlan5's cabinets in each other).
+        """
+        if obj["objectType"] == "Floor":
+            return None
+        centre = (lambda lo, hi: (lo + hi) / 2.0)(*aabb_of(obj))
+
+        def plausible(pid: str) -> bool:
+            if self.objects[pid]["objectType"] not in ENCLOSING_TYPES:
+                return True
+            if not obj.get("pickupable"):
+                return False
+            lo, hi = aabb_of(self.objects[pid])
+            return bool(np.all(centre >= lo - 0.05) and np.all(centre <= hi + 0.05))
+
+        parents = [p for p in (obj.get("parentReceptacles") or ()) if p in self.objects and plausible(p)]
         if not parents:
             return None
 
@@ -521,7 +709,7 @@ class World:
             self._snapshot = Snapshot(
                 version=self.version, objects=objs, index=self._index, parent=self._parent_view,
                 held=self.held, hidden=frozenset(self.hidden), instance_ids=self.instance_ids, colors=self.colors,
-                containment_version=self.containment_version, cache=self.cache)
+                containment_version=self.containment_version, cache=self.cache, parts=self.parts)
         return self._snapshot
 
     # --------------------------------------------------------------------------------- containment
@@ -580,6 +768,37 @@ class World:
                                          for c in oobb["cornerPoints"]]}
         self.objects[oid] = {**obj, **fields}
 
+    def slide_out(self, oid: str, openness: float) -> None:
+        """Slide a drawer (and what is in it) out of its furniture as THOR does when it opens:
+        ``openness`` × ``_DRAWER_TRAVEL`` of its depth, towards the open floor in front of it.
+        ``openness`` 0 slides it fully back in."""
+        lo, hi = self.box(oid)
+        old = self.slid.get(oid, np.zeros(3))
+        if oid not in self.slid_dir:
+            self.slid_dir[oid] = self._front(lo - old, hi - old)
+        axis, sign = self.slid_dir[oid]
+        new = np.zeros(3)
+        new[axis] = sign * openness * _DRAWER_TRAVEL * float(hi[axis] - lo[axis])
+        if np.allclose(new, old):
+            return
+        self.move_to(oid, lo - old + new)
+        self.slid[oid] = new
+        self._refresh_containment()  # boxes changed: what is part of what may too
+
+    def _front(self, lo: np.ndarray, hi: np.ndarray) -> tuple[int, float]:
+        """(axis, sign) of the side of a box facing the nearest reachable floor cell."""
+        centre = (lo + hi) / 2.0
+        cells = np.asarray(self.scene.reachable, dtype=float).reshape(-1, 2)
+        if len(cells) == 0:
+            return 0, 1.0
+        # distance from each cell to the box footprint, then the direction from the box to the nearest cell
+        d = np.maximum(np.maximum(lo[[0, 2]] - cells, cells - hi[[0, 2]]), 0.0)
+        nearest = cells[int(np.argmin((d * d).sum(axis=1)))]
+        delta = nearest - centre[[0, 2]]
+        if abs(delta[0]) * (hi[2] - lo[2]) >= abs(delta[1]) * (hi[0] - lo[0]):
+            return 0, float(np.sign(delta[0]) or 1.0)
+        return 2, float(np.sign(delta[1]) or 1.0)
+
     def hand_lo(self, oid: str) -> np.ndarray:
         """Where the held object's AABB min corner is: ahead of and below the camera."""
         lo, hi = self.box(oid)
@@ -596,43 +815,112 @@ class World:
             self.move_to(self.held, self.hand_lo(self.held))
 
     def placement(self, oid: str, receptacle: str) -> np.ndarray | None:
-        """Min corner for ``oid`` resting on/in ``receptacle``; None when it does not fit.
+        """Min corner for ``oid`` resting on/in ``receptacle``; None when it does not fit (see :meth:`fit`)."""
+        fitted = self.fit(oid, receptacle)
+        return None if fitted is None else fitted[0]
 
-        The spot is the free-most of a 5×5 grid over the receptacle's footprint (farthest from what is
-        already there, ties broken by the seeded generator), so placement is deterministic per seed.
+    def orientations(self, oid: str) -> list[np.ndarray]:
+        """AABB sizes ``oid`` may take when put somewhere, in THOR's order of trying: as it is, turned
+        about the vertical axis, then (unless THOR always places the type upright) laid on its side or
+        stood on end, each also turned (``PlaceObject`` rotates about y first, then x, then z)."""
+        lo, hi = self.box(oid)
+        sx, sy, sz = (float(v) for v in hi - lo)
+        out = [(sx, sy, sz), (sz, sy, sx)]
+        if self.objects[oid]["objectType"] not in ALWAYS_UPRIGHT:
+            out += [(sx, sz, sy), (sy, sz, sx), (sy, sx, sz), (sz, sx, sy)]
+        unique: list[np.ndarray] = []
+        for size in out:
+            if not any(np.allclose(size, u) for u in unique):
+                unique.append(np.array(size))
+        return unique
+
+    def surfaces(self, receptacle: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The boxes a receptacle carries things in/on: its AABB, or the solid parts of an L-shaped counter."""
+        parts = self.parts.get(receptacle)
+        if parts:
+            return [(plo.copy(), phi.copy()) for plo, phi in parts]
+        return [self.box(receptacle)]
+
+    def fit(self, oid: str, receptacle: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(min corner, AABB size) for ``oid`` resting on/in ``receptacle``; None when it does not fit.
+
+        THOR's rules, on boxes: in a container (``INSIDE_TYPES``) the object's footprint must fit, and
+        in one that closes (``FULLY_INSIDE_TYPES``, THOR's all-8-corners receptacles) its height too;
+        orientations are tried in THOR's order (:meth:`orientations`), so a pen stands up in a mug and
+        a cloth lies flat in a drawer. On a surface only the resting height matters. It rests on the
+        bottom of a container, except in a tall one (a fridge), where it goes on the shelf nearest
+        ``_SHELF_HEIGHT`` above the floor. The spot is the free-most of a 5×5 grid over each surface
+        (farthest from what is already there, ties broken by the seeded generator), so placement is
+        deterministic per seed.
         """
-        olo, ohi = self.box(oid)
-        size = ohi - olo
-        rlo, rhi = self.box(receptacle)
-        rsize = rhi - rlo
         rtype = self.objects[receptacle]["objectType"]
         tol = 0.05
         inside = rtype in INSIDE_TYPES
-        if inside:  # containers: it must fit in the footprint (either way round), and in height if closable
-            flat_o, flat_r = sorted(size[[0, 2]]), sorted(rsize[[0, 2]])
-            if flat_o[0] > flat_r[0] + tol or flat_o[1] > flat_r[1] + tol:
-                return None
-            if rtype in ENCLOSING_TYPES and size[1] > rsize[1] + tol:
-                return None
-        y = rlo[1] + min(0.02, rsize[1] / 4.0) if inside else rhi[1]
-        xs = self._spots(rlo[0], rhi[0], size[0])
-        zs = self._spots(rlo[2], rhi[2], size[2])
+        surfaces = self.surfaces(receptacle)
+        size = None
+        for candidate in self.orientations(oid):
+            if not inside:
+                size = candidate
+                break
+            for rlo, rhi in surfaces:
+                rsize = rhi - rlo
+                if candidate[0] > rsize[0] + tol or candidate[2] > rsize[2] + tol:
+                    continue
+                if rtype in FULLY_INSIDE_TYPES and candidate[1] > rsize[1] + tol:
+                    continue
+                size = candidate
+                break
+            if size is not None:
+                break
+        if size is None:
+            return None
         others = [self.box(c) for c in self.children(receptacle) if c != oid]
         centres = np.array([(lo + hi)[[0, 2]] / 2.0 for lo, hi in others]).reshape(-1, 2)
-        rcentre = (rlo + rhi)[[0, 2]] / 2.0
-        best, best_score = None, -math.inf
-        jitter = self.rng.random(len(xs) * len(zs)) * 1e-3
-        k = 0
-        for x in xs:
-            for z in zs:
-                p = np.array([x, z])
-                clearance = np.min(np.linalg.norm(centres - p, axis=1)) if len(centres) else 10.0
-                score = min(clearance, 10.0) - 0.05 * np.linalg.norm(p - rcentre) + jitter[k]
-                k += 1
-                if score > best_score:
-                    best, best_score = p, score
-        assert best is not None
-        return np.array([best[0] - size[0] / 2.0, y, best[1] - size[2] / 2.0])
+        spots: list[tuple[float, float, float, np.ndarray]] = []  # (x, z, y, surface centre)
+        for rlo, rhi in surfaces:
+            rsize = rhi - rlo
+            if inside and (size[0] > rsize[0] + tol or size[2] > rsize[2] + tol):
+                continue
+            if inside:
+                y = rlo[1] + min(0.02, rsize[1] / 4.0)
+                if rsize[1] > _TALL_CONTAINER and rtype in FULLY_INSIDE_TYPES:  # a fridge: a shelf at hand height
+                    shelf = self.scene.floor_y + _SHELF_HEIGHT
+                    y = float(min(max(y, shelf), rhi[1] - size[1] - 0.02))
+            else:
+                y = rhi[1]
+            centre = (rlo + rhi)[[0, 2]] / 2.0
+            for x in self._spots(rlo[0], rhi[0], size[0]):
+                for z in self._spots(rlo[2], rhi[2], size[2]):
+                    spots.append((float(x), float(z), float(y), centre))
+        if not spots:
+            return None
+        jitter = self.rng.random(len(spots)) * 1e-3
+        best, best_score = spots[0], -math.inf
+        for k, spot in enumerate(spots):
+            p = np.array(spot[:2])
+            clearance = np.min(np.linalg.norm(centres - p, axis=1)) if len(centres) else 10.0
+            score = min(clearance, 10.0) - 0.05 * np.linalg.norm(p - spot[3]) + jitter[k]
+            if score > best_score:
+                best, best_score = spot, score
+        x, z, y, _ = best
+        return np.array([x - size[0] / 2.0, y, z - size[2] / 2.0]), np.asarray(size, dtype=float)
+
+    def reshape(self, oid: str, size: np.ndarray) -> None:
+        """Give ``oid`` a new AABB size (it was laid down or stood up), keeping its min corner."""
+        lo, hi = self.box(oid)
+        size = np.asarray(size, dtype=float)
+        if np.allclose(hi - lo, size):
+            return
+        obj = self.objects[oid]
+        centre = lo + size / 2.0
+        box = aabb_dict(lo, lo + size)
+        fields: dict[str, Any] = {"axisAlignedBoundingBox": box,
+                                  "position": {"x": float(centre[0]), "y": float(lo[1]), "z": float(centre[2])}}
+        if obj.get("objectOrientedBoundingBox"):
+            fields["objectOrientedBoundingBox"] = {**obj["objectOrientedBoundingBox"],
+                                                   "cornerPoints": box["cornerPoints"]}
+        self.objects[oid] = {**obj, **fields}
+        self.touch()
 
     @staticmethod
     def _spots(lo: float, hi: float, size: float) -> np.ndarray:
@@ -651,11 +939,11 @@ class World:
         for oid, obj in self.objects.items():
             if oid == self.held or oid in self.hidden or not obj.get("receptacle") or oid in carried:
                 continue
-            rlo, rhi = self.box(oid)
-            if rlo[0] <= cx <= rhi[0] and rlo[2] <= cz <= rhi[2] and rhi[1] <= lo[1] + 1e-6 and rhi[1] > best_y:
-                if obj["objectType"] in ENCLOSING_TYPES and not obj.get("isOpen"):
-                    continue
-                best, best_y = oid, rhi[1]
+            for rlo, rhi in self.surfaces(oid):
+                if rlo[0] <= cx <= rhi[0] and rlo[2] <= cz <= rhi[2] and rhi[1] <= lo[1] + 1e-6 and rhi[1] > best_y:
+                    if obj["objectType"] in ENCLOSING_TYPES and not obj.get("isOpen"):
+                        continue
+                    best, best_y = oid, rhi[1]
         if best is None:
             floors = [oid for oid, o in self.objects.items() if o["objectType"] == "Floor"]
             best = floors[0] if floors else None

@@ -258,14 +258,17 @@ class SymbolicPlanner:
         if grounded.object_type in self.dialogue.sliced and grounded.object_type in PIECE_TYPES:
             return Grounded(PIECE_TYPES[grounded.object_type], None, "dialogue")
         memory = self._memory
-        if grounded.object_id is None and memory is not None and memory.use_stm:
-            units = [u for u in memory.stm_units() if u.object_type == grounded.object_type
-                     and u.object_id not in self._failed_ids]
-            if units:
-                unit = max(units, key=lambda u: u.last_seen)
-                memory.stm_use(unit.object_id)
-                return Grounded(unit.object_type, unit.object_id, "stm", grounded.movable)
-        return grounded
+        if memory is None or not memory.use_stm:
+            return grounded
+        units = [u for u in memory.stm_units() if u.object_id not in self._failed_ids and (
+            u.object_id == grounded.object_id if grounded.object_id else u.object_type == grounded.object_type)]
+        if not units:
+            return grounded
+        unit = max(units, key=lambda u: u.last_seen)  # where the robot last saw it: retrieved from the STM
+        if unit.object_id not in self.recalled:
+            memory.stm_use(unit.object_id)
+            self.recalled.append(unit.object_id)
+        return Grounded(unit.object_type, unit.object_id, "stm", grounded.movable)
 
     def _instance(self, types: list[str], phrase: Phrase, role: str) -> Grounded:
         """Pick an instance of one of ``types``: STM unit, then LTM object, else the type alone."""
