@@ -178,3 +178,13 @@ def test_replanning_does_not_cut_again_what_memory_saw_cut():
     assert "SliceObject" not in [s.skill for s in steps]
     assert any(s.skill == "PickupObject" and s.args["object"].startswith("Bread|1|BreadSliced") or
                s.args.get("object") == "BreadSliced" for s in steps)
+
+
+def test_next_to_the_pen_holder_means_where_the_mug_with_the_pen_stands():
+    memory, ltm, stm = memories()
+    ltm.observe(obs("Shelf|1", position=(1, 1, 1), movable=False))
+    stm.observe(obs("Mug|1", kind=ObservationKind.MOVED, relations=[("on", "Shelf|1")], source="skill:PutObject"))
+    stm.observe(obs("Pen|1", kind=ObservationKind.MOVED, relations=[("inside", "Mug|1")], source="skill:PutObject"))
+    steps = SymbolicPlanner(HashEmbedder()).plan(PlanningContext(
+        "Put the apple next to the pen holder.", known_types=KITCHEN + ["Pen", "Shelf"], memory=memory)).steps
+    assert steps[-1].skill == "PutObject" and steps[-1].args["receptacle"] == "Shelf|1"

@@ -211,7 +211,7 @@ class SymbolicPlanner:
                 self.ground(Phrase(phrase.where_was), "pick")
             return self._previous_place(anchor, phrase.where_was)
         if phrase.next_to and not phrase.same:
-            return self._place_of(self.ground(Phrase(phrase.next_to), "pick"), phrase.next_to)
+            return self._place_of(self._anchor(phrase.next_to), phrase.next_to)
         if phrase.piece:
             return self._piece(phrase)
         if phrase.states and memory is not None and memory.use_stm:
@@ -378,6 +378,13 @@ class SymbolicPlanner:
             return []
         ids = [u.object_id for u in memory.stm_units()] + [r["id"] for r in memory.ltm_objects_of_type(piece_type)]
         return [i for i in ids if i.startswith(obj.object_id + "|")]
+
+    def _anchor(self, text: str) -> Grounded:
+        """The object "next to the …" names; "the pen holder" (no such type) is whatever holds the pen."""
+        held = re.match(r"^(.+?)\s+holder$", text)
+        if held and not self._lexical(text, "pick"):
+            return self._place_of(self.ground(Phrase(held.group(1)), "pick"), held.group(1))
+        return self.ground(Phrase(text), "pick")
 
     def _place_of(self, anchor: Grounded, text: str) -> Grounded:
         """The receptacle an object is on/in now (memory), for "next to the remote"."""
