@@ -31,7 +31,7 @@ from karma_memory.core.planner.symbolic import SymbolicPlanner
 from karma_memory.core.short_term import ShortTermMemory, StmConfig
 from karma_memory.core.tasks import Task
 
-__all__ = ["CONFIGS", "TaskResult", "run_task", "summarise"]
+__all__ = ["CONFIGS", "PRIORS", "TaskResult", "run_task", "summarise", "survey"]
 
 CONFIGS = ("none", "ltm", "stm", "full")
 
@@ -77,16 +77,40 @@ def scene_map(scene: str, config: LtmConfig, embedder: Embedder | None) -> tuple
     return memory, data
 
 
+#: what the long-term memory holds when a task starts (karma_spec.md §1.2 leaves it open)
+PRIORS = ("map", "survey")
+_SURVEYS: dict[str, list[dict[str, Any]]] = {}
+
+
+def survey(scene: str, area_positions: dict[str, tuple[float, float]]) -> list[dict[str, Any]]:
+    """What a robot saw touring the scene once before the tasks (cached per scene: it is deterministic)."""
+    if scene not in _SURVEYS:
+        from karma_memory.sim import EmbeddedController, SimSkillExecutor
+
+        controller = EmbeddedController(scene=scene, render_images=False)
+        _SURVEYS[scene] = SimSkillExecutor(controller, area_positions).survey()
+    return _SURVEYS[scene]
+
+
 def run_task(task: Task, config: str, embedder: Embedder | None = None, stm_config: StmConfig | None = None,
-             ltm_config: LtmConfig | None = None, max_replans: int = 2) -> TaskResult:
-    """Run one task from a fresh simulator under one memory configuration."""
+             ltm_config: LtmConfig | None = None, max_replans: int = 2, prior: str = "map") -> TaskResult:
+    """Run one task from a fresh simulator under one memory configuration.
+
+    Args:
+        prior: what the long-term memory knows at the start: ``map`` = the furniture on the reachable
+            grid (the paper's construction); ``survey`` = also every object a tour of the scene saw.
+    """
     from karma_memory.sim import EmbeddedController, SimSkillExecutor
 
     if config not in CONFIGS:
         raise ValueError(f"unknown memory configuration {config!r}; expected one of {CONFIGS}")
+    if prior not in PRIORS:
+        raise ValueError(f"unknown long-term memory prior {prior!r}; expected one of {PRIORS}")
     start = time.perf_counter()
     ltm_config = ltm_config or LtmConfig()
     ltm, data = scene_map(task.scene, ltm_config, embedder)
+    if prior == "survey":
+        ltm.observe_many(thor_object_observations(survey(task.scene, ltm.area_positions()), source="survey"))
     controller = EmbeddedController(scene=task.scene, render_images=False)
     executor = SimSkillExecutor(controller, ltm.area_positions())
     use_ltm = config in ("ltm", "full")

@@ -173,3 +173,20 @@ def test_turning_the_tap_on_washes_what_memory_has_in_the_basin_and_it_stays_was
     assert "cleaned" in next(u for u in stm.units() if u.object_id == "SoapBar|1").states
     agent.run_instruction("turn the water off and look at the soap")
     assert "cleaned" in next(u for u in stm.units() if u.object_id == "SoapBar|1").states
+
+
+def test_a_prior_tour_fills_the_scene_graph_with_what_was_in_view_only() -> None:
+    from karma_memory.core.tasks import load_all_suites
+    from karma_memory.evaluation import run_task, scene_map, survey
+
+    ltm, data = scene_map("FloorPlan1", LtmConfig(), HashEmbedder())
+    seen = survey("FloorPlan1", ltm.area_positions())
+    hidden = {o["objectId"] for o in data.objects if any(p.split("|", 1)[0] in ("Fridge", "Drawer", "Cabinet")
+                                                         for p in o.get("parentReceptacles") or [])}
+    ids = {o["objectId"] for o in seen}
+    assert any(o.get("pickupable") for o in seen) and not ids & hidden  # closed containers stay unseen
+    task = next(t for t in load_all_suites() if t.scene == "FloorPlan1" and t.category == "simple")
+    toured, mapped = (run_task(task, "full", HashEmbedder(), prior=p) for p in ("survey", "map"))
+    assert toured.success and toured.explorations <= mapped.explorations
+    with pytest.raises(ValueError, match="prior"):
+        run_task(load_all_suites()[0], "full", HashEmbedder(), prior="psychic")

@@ -20,8 +20,8 @@ from karma_memory.core.short_term import StmConfig
 __all__ = ["main"]
 
 
-def _worker(args: tuple[str, str, str, int, int | None]) -> dict:
-    task_id, config, policy, capacity, window = args
+def _worker(args: tuple[str, str, str, int, int | None, str]) -> dict:
+    task_id, config, policy, capacity, window, prior = args
     from dataclasses import asdict
 
     from karma_memory.core.embedding import default_embedder
@@ -29,7 +29,8 @@ def _worker(args: tuple[str, str, str, int, int | None]) -> dict:
 
     task = next(t for t in _suites() if t.id == task_id)
     try:
-        result = run_task(task, config, default_embedder(), StmConfig(policy=policy, capacity=capacity, window=window))
+        result = run_task(task, config, default_embedder(), StmConfig(policy=policy, capacity=capacity, window=window),
+                          prior=prior)
     except Exception as err:  # a bug must not hide the other results: it is reported as a crash, never a success
         import traceback
 
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy", default="wtinylfu")
     parser.add_argument("--capacity", type=int, default=10)
     parser.add_argument("--window", type=int, default=None)
+    parser.add_argument("--prior", choices=("map", "survey"), default="map",
+                        help="long-term memory at the start: the furniture map (paper) or a prior tour's sightings")
     parser.add_argument("--limit", type=int, default=0, help="only the first N tasks per category (smoke runs)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=Path("build/bench"))
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     for category in categories:
         chosen = [t for t in _suites() if t.category == category]
         tasks += chosen[: args.limit] if args.limit else chosen
-    jobs = [(t.id, c, args.policy, args.capacity, args.window) for t in tasks for c in configs]
+    jobs = [(t.id, c, args.policy, args.capacity, args.window, args.prior) for t in tasks for c in configs]
     start = time.perf_counter()
     if args.workers > 1:
         with ProcessPoolExecutor(args.workers) as pool:
@@ -108,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     results = [TaskResult(**row) for row in rows]
     table = summarise(results, categories)
     print(f"{len(tasks)} tasks × {len(configs)} configurations in {wall:.1f} s wall "
-          f"(STM {args.policy} capacity {args.capacity})")
+          f"(STM {args.policy} capacity {args.capacity}, LTM prior {args.prior})")
     header = f"{'category':10s} {'config':6s} {'SR':>5s} {'MHR':>5s} {'MRA':>5s} {'explor':>7s} {'sim s':>8s} {'RE':>6s} {'RT':>6s}"
     print(header)
     for category, by_config in table.items():
@@ -121,10 +124,12 @@ def main(argv: list[str] | None = None) -> int:
             if not r.success:
                 print(f"FAIL {r.task_id} [{r.config}] progress {r.progress:.2f}: {'; '.join(r.failures)[:300]}")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "tasks.json").write_text(json.dumps({"wall_time_s": wall, "summary": table, "results": rows,
-                                                     "policy": args.policy, "capacity": args.capacity}, indent=1))
-    _plot(table, args.out / "tasks.png")
-    print(f"wrote {args.out / 'tasks.json'} and {args.out / 'tasks.png'}")
+    stem = "tasks" if args.prior == "map" else f"tasks_{args.prior}"
+    (args.out / f"{stem}.json").write_text(json.dumps({"wall_time_s": wall, "summary": table, "results": rows,
+                                                       "policy": args.policy, "capacity": args.capacity,
+                                                       "prior": args.prior}, indent=1))
+    _plot(table, args.out / f"{stem}.png")
+    print(f"wrote {args.out / f'{stem}.json'} and {args.out / f'{stem}.png'}")
     return 0
 
 

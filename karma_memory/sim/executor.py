@@ -570,6 +570,24 @@ class ThorSkillExecutorBase:
             found = self._found(arg)
         return found
 
+    def survey(self) -> list[dict]:
+        """A mapping run: visit every area's viewpoints and look around as Explore does; return every
+        object seen (its latest metadata). What a robot knows after touring the house once: nothing
+        inside closed containers, nothing it never had in view."""
+        seen: dict[str, dict] = {}
+        for area in self._sweep_order():
+            for cell in self._viewpoints(area):
+                try:
+                    self._drive(cell)
+                except _SkillFail:
+                    continue  # an unreachable viewpoint is skipped
+                for _ in range(_SCAN_HEADINGS):
+                    for horizon in (0.0, 30.0):
+                        self._set_horizon(horizon)
+                        seen.update((o["objectId"], dict(o)) for o in self._metadata()["objects"] if o.get("visible"))
+                    self._do("RotateRight", degrees=90.0)
+        return list(seen.values())
+
     def _sweep_order(self) -> list[str]:
         """All areas in nearest-neighbour order from the agent (deterministic: ties by id)."""
         p = self._metadata()["agent"]["position"]
