@@ -32,8 +32,12 @@ def _bench_names() -> list[str]:
 
 def _run_bench(argv: list[str]) -> int:
     names = _bench_names()
-    parser = argparse.ArgumentParser(prog="karma bench", description="Run benchmarks; figures go to build/bench/.")
+    parser = argparse.ArgumentParser(prog="karma bench", description="Run benchmarks; figures go to build/bench/.",
+                                     add_help=False)  # `karma bench NAME --help` is the benchmark's own help
     parser.add_argument("name", choices=names + ["all"], help="which benchmark ('all' runs every one)")
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0
     args, rest = parser.parse_known_args(argv)
     status = 0
     for name in names if args.name == "all" else [args.name]:
