@@ -4,6 +4,10 @@
   (KarmaAgent + embedded simulator + a ``chroma`` LTM backend each) in one scene; they split the scene's
   areas between them, look around, then run the scene's tasks; a status line per robot is printed every
   second (objects known, learnt from others, queued writes, online).
+- ``karma fleet up --ros [--robots N] [-p NODE.PARAM=VALUE ...]``: the server and one ROS stack per robot
+  (``karma stack --namespace robot_<i>``, every node a process) whose long_term_memory node runs with
+  ``ltm_backend: chroma``; each node reports on ``/robot_<i>/long_term_memory/fleet_status``. Tasks are
+  sent to a robot's planner as usual (``karma task``, the Python client); Ctrl-C stops everything.
 - ``karma fleet demo [--scene FloorPlan218]``: robot A looks around the scene; robot B then runs the
   scene's tasks using objects only A has seen. The same tasks run on a robot with no shared memory, and
   the exploration B saved is printed.
@@ -28,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-__all__ = ["main", "SimRobot", "build_robot", "look_around", "run_demo", "learnt_from_others"]
+__all__ = ["main", "SimRobot", "build_robot", "look_around", "run_demo", "learnt_from_others", "stack_arguments"]
 
 
 @dataclass
@@ -266,6 +270,64 @@ def run_up(robots: int, scene: str, port: int, workdir: Path, duration_s: float,
     return 0
 
 
+def stack_arguments(robot: str, scene: str, port: int, collection: str, memory_dir: Path,
+                    params: Sequence[str] = ()) -> list[str]:
+    """``karma stack`` arguments of one fleet robot: its namespace, and its LTM on the shared server.
+
+    The LTM starts from the scene's map without the scene's objects (what the robots find is what they share).
+    """
+    ltm = {"ltm_backend": "chroma", "fleet.port": port, "fleet.collection": collection,
+           "fleet.robot_id": robot, "memory_dir": str(memory_dir), "scene_objects": "false"}
+    args = ["--namespace", robot, "--scene", scene]
+    for name, value in ltm.items():
+        args += ["-p", f"long_term_memory.{name}={value}"]
+    for item in params:
+        args += ["-p", item]
+    return args
+
+
+def run_up_ros(robots: int, scene: str, port: int, workdir: Path, duration_s: float, params: Sequence[str],
+               say: Callable[[str], None] = print) -> int:
+    """``karma fleet up --ros``: the server and one ``karma stack`` process tree per robot, until Ctrl-C."""
+    import subprocess
+
+    from karma_memory.core.fleet import ChromaServer
+
+    server = ChromaServer(workdir / "chroma", port=port).start()
+    say(f"chroma server on {server.url} (data in {server.path}); {robots} ROS stacks in {scene}")
+    stacks: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for index in range(robots):
+            robot = f"robot_{index}"
+            command = [sys.executable, "-m", "karma_memory.launcher",
+                       *stack_arguments(robot, scene, server.port, f"fleet-{scene}", workdir / robot, params)]
+            stacks[robot] = subprocess.Popen(command, start_new_session=True)  # Ctrl-C reaches us; we forward it
+            say(f"{robot}: {' '.join(command[2:])}")
+        say("each robot reports on /<robot>/long_term_memory/fleet_status; Ctrl-C stops the fleet")
+        start = time.monotonic()
+        while all(p.poll() is None for p in stacks.values()):
+            if duration_s and time.monotonic() - start >= duration_s:
+                break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in stacks.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in stacks.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        server.stop()
+    failed = [r for r, p in stacks.items() if p.returncode not in (0, -signal.SIGINT)]
+    if failed:
+        say(f"stacks that failed: {', '.join(f'{r} ({stacks[r].returncode})' for r in failed)}")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``karma fleet``."""
     parser = argparse.ArgumentParser(prog="karma fleet", description=__doc__.splitlines()[0])
@@ -274,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--robots", type=int, default=2)
     up.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = when done)")
     up.add_argument("--keep", action="store_true", help="keep running (Ctrl-C stops) after the robots are done")
+    up.add_argument("--ros", action="store_true",
+                    help="one ROS stack per robot (karma stack --namespace robot_<i>, LTM on the shared server)")
+    up.add_argument("-p", "--param", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                    help="with --ros: a parameter override for every robot's stack (repeatable)")
     demo = sub.add_parser("demo", help="robot B uses what robot A saw; exploration saved vs. no shared memory")
     demo.add_argument("--categories", default="composite,simple,complex")
     demo.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -291,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="karma-fleet-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
+        if args.command == "up" and args.ros:
+            return run_up_ros(args.robots, args.scene, args.port, workdir, args.duration, args.param)
         if args.command == "up":
             return run_up(args.robots, args.scene, args.port, workdir, args.duration, args.keep)
         if args.command == "demo":

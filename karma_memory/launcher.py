@@ -22,8 +22,8 @@ from typing import Any, Sequence
 
 import yaml
 
-__all__ = ["NODES", "NODE_MODULES", "default_config", "defaults_yaml", "node_command", "parse_overrides", "Stack",
-           "main"]
+__all__ = ["NODES", "NODE_MODULES", "default_config", "defaults_yaml", "node_command", "parse_overrides",
+           "coerce_overrides", "Stack", "main"]
 
 #: console script -> module with its main(); the same table as setup.py's entry points.
 NODE_MODULES: dict[str, str] = {
@@ -114,6 +114,29 @@ def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
         if not sep or not dot or node not in NODE_MODULES or not param:
             raise ValueError(f"override {item!r} must look like NODE.PARAM=VALUE with NODE in {list(NODE_MODULES)}")
         out.setdefault(node, {})[param] = yaml.safe_load(raw) if raw.strip() else ""
+    return out
+
+
+def coerce_overrides(overrides: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Give whole-number values of float parameters their declared type (``fleet.pull_interval_s=1`` -> 1.0).
+
+    ROS rejects an integer for a parameter declared as a float, and YAML reads ``1`` as an integer.
+    Parameters a node does not declare are passed through unchanged (the node reports them).
+    """
+    import importlib
+
+    out: dict[str, dict[str, Any]] = {}
+    for node, params in overrides.items():
+        try:
+            declared = importlib.import_module(NODE_MODULES[node]).PARAMETERS
+        except ImportError:  # no ROS here (e.g. --dry-run on a bare machine): pass through as written
+            declared = {}
+        out[node] = {}
+        for name, value in params.items():
+            default = declared[name].default if name in declared else None
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            out[node][name] = value
     return out
 
 
@@ -215,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides.setdefault(node, {}).setdefault("scene", scene)
     if args.observation_source:
         overrides.setdefault("sim_bridge", {})["observation_source"] = args.observation_source
+    overrides = coerce_overrides(overrides)
     env = dict(os.environ)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env.setdefault("HF_HUB_OFFLINE", "1")
@@ -228,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             for name, cmd in stack.commands.items():
                 print(f"{name}: {' '.join(cmd)}")
+            if overrides:  # on stderr: stdout stays one command line per node
+                print(f"# {files[-1].name}:\n{files[-1].read_text()}", end="", file=sys.stderr)
             return 0
 
         def forward(signum: int, _frame: Any) -> None:

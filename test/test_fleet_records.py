@@ -9,6 +9,7 @@ import random
 import time
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from helpers import HashEmbedder, grid, obs
 
@@ -18,7 +19,7 @@ from karma_memory.core.fleet import (
 )
 from karma_memory.core.fleet.records import (
     FIELDS, RECORD_SCHEMA_VERSION, AreaRecord, InvalidRecordError, dominated, from_wire, merge_records, node_record,
-    to_wire,
+    pack, seq_key, to_wire, unpack,
 )
 from karma_memory.core.long_term import LongTermMemory, LtmConfig
 from karma_memory.core.types import ObservationKind, Relation
@@ -145,6 +146,36 @@ def test_invalid_records_are_rejected_with_the_reason(mutate, reason):
         from_wire(rid, meta)
     assert "Mug|1@r1" in str(info.value)
     assert isinstance(info.value, InvalidObservationError)
+
+
+def test_server_layout_packs_all_but_the_filter_keys():
+    record = _record()
+    rid, meta, _ = to_wire(record)
+    stored = pack(dict(meta, seq=12, **{seq_key("r1"): 12}))
+    assert set(stored) == {"robot_id", "type", "seq", "seq@r1", "r"}  # five SQLite rows a record, not eighteen
+    assert stored["type"] == "Mug" and stored[seq_key("r1")] == 12
+    assert from_wire(rid, unpack(stored)) == record
+    assert unpack(dict(meta, seq=12)) == dict(meta, seq=12) and unpack(None) is None  # a flat record reads as is
+    forged = dict(stored, r=stored["r"].replace('"robot_id"', '"robot_idx"'))
+    assert unpack(dict(forged, robot_id="r1"))["robot_id"] == "r1"  # the filtered-on flat keys win
+    for bad in ("{not json", "[1, 2]", 7):
+        with pytest.raises(InvalidRecordError, match="packed metadata"):
+            unpack(dict(stored, r=bad))
+
+
+def test_type_hash_vectors_are_stable_one_hot_and_per_type():
+    from karma_memory.core.fleet import TypeHashEmbedder
+
+    vectors = TypeHashEmbedder().embed(["a mug", "a mug", "a butter knife"])
+    assert vectors.shape == (3, 384) and np.allclose(vectors.sum(axis=1), 1.0)
+    assert (vectors[0] == vectors[1]).all()
+    # stable across processes (Python's own str hash is salted per process): a fixed digest
+    assert int(np.argmax(vectors[0])) == int.from_bytes(
+        __import__("hashlib").blake2b(b"a mug", digest_size=8).digest(), "big") % 384
+    with pytest.raises(ConfigError, match="embedder"):
+        ChromaConfig("r1", embedder="bert")
+    with pytest.raises(ConfigError, match="collection"):
+        ChromaConfig("r1", collection="c" * 505)  # "<collection>.writers" must fit chroma's 512
 
 
 def test_a_record_without_metadata_is_rejected():

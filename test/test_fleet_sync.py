@@ -17,7 +17,7 @@ from helpers import HashEmbedder, grid, obs
 
 from karma_memory.core import scene_graph as sg
 from karma_memory.core.fleet import ChromaBackend, ChromaConfig, FleetMemory
-from karma_memory.core.fleet.records import FIELDS, ObjectRecord, to_wire
+from karma_memory.core.fleet.records import FIELDS, ObjectRecord, to_wire, unpack
 from karma_memory.core.long_term import LongTermMemory, LtmConfig
 from karma_memory.core.types import ObservationKind
 
@@ -189,6 +189,49 @@ def test_pulls_are_incremental(tmp_path, chroma_server, collection):  # noqa: F8
         b.close()
 
 
+def test_pulls_are_exact_per_writer_and_find_robots_that_join(tmp_path, chroma_server, collection):  # noqa: F811
+    a, b = _robot(tmp_path, "alpha", chroma_server, collection), _robot(tmp_path, "beta", chroma_server, collection)
+    late = None
+    try:
+        a.observe([obs(f"Apple|{i}", position=(i % 4, 0.9, 1.0), stamp=1.0) for i in range(30)])
+        b.observe([obs(f"Mug|{i}", position=(i % 4, 0.9, 2.0), stamp=1.0) for i in range(20)])
+        assert a.flush() and b.flush()
+        assert len(a.sync()) == 20 and len(b.sync()) == 30
+        pulled = a.status().pulled, b.status().pulled
+        for step in range(5):  # both keep writing; each pull brings exactly the other's new records
+            a.observe([obs("Apple|0", position=(3.5, 0.9, step / 2), stamp=2.0 + step)])
+            b.observe([obs("Mug|0", position=(0.5, 0.9, step / 2), stamp=2.0 + step)])
+            assert a.flush() and b.flush()
+            a.sync()
+            b.sync()
+        time.sleep(0.3)  # more pull cycles: nothing new, nothing re-read
+        assert (a.status().pulled - pulled[0], b.status().pulled - pulled[1]) == (5, 5)  # never its own records
+        stored = raw_collection(chroma_server, collection).get(ids=["Apple|0@alpha"], include=["metadatas"])
+        assert set(stored["metadatas"][0]) == {"robot_id", "type", "seq", "seq@alpha", "r"}
+        late = _robot(tmp_path, "gamma", chroma_server, collection)  # joins after the others' first pulls
+        late.observe([obs("Bowl|1", position=(2.0, 0.9, 2.0), stamp=9.0)])
+        assert late.flush()
+        assert [c.object_id for c in a.sync()] == ["Bowl|1"]  # found through the writer registry
+        assert sorted(raw_collection(chroma_server, collection + ".writers").get()["ids"]) == ["alpha", "beta",
+                                                                                               "gamma"]
+        late.sync()
+        assert len(late.memory) == 50 + 1  # it learnt what the others wrote before it joined
+    finally:
+        for robot in (a, b, late):
+            if robot is not None:
+                robot.close()
+
+
+def test_the_server_database_uses_write_ahead_logging(chroma_server):  # noqa: F811
+    import sqlite3
+
+    connection = sqlite3.connect(str(chroma_server.path / "chroma.sqlite3"))
+    try:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        connection.close()
+
+
 def test_offline_queue_and_replay_after_server_restart(tmp_path):
     server = start_server(tmp_path / "db")
     port = server.port
@@ -210,7 +253,7 @@ def test_offline_queue_and_replay_after_server_restart(tmp_path):
         assert a.flush(15.0), a.status()
         records = raw_collection(server, "fleet").get(where={"robot_id": "alpha"}, include=["metadatas"])
         assert len(records["ids"]) == len(set(records["ids"])) == 40  # every object exactly once
-        for rid, meta in zip(records["ids"], records["metadatas"]):
+        for rid, meta in zip(records["ids"], map(unpack, records["metadatas"])):
             object_id = meta["object_id"]
             assert (meta["x"], meta["y"], meta["z"]) == a.memory.get_object(object_id)["position"], rid
         b.sync(10.0)
@@ -310,7 +353,7 @@ def test_kill_9_robot_catches_up_from_local_copy_and_server(tmp_path, chroma_ser
                 assert seen >= step, (object_id, seen, step)  # nothing observed before the kill is lost
         records = raw_collection(chroma_server, collection).get(where={"robot_id": "crashy"}, include=["metadatas"])
         assert len(records["ids"]) == 50  # once per object, however often it was replayed
-        for meta in records["metadatas"]:
+        for meta in map(unpack, records["metadatas"]):
             assert meta["stamp"] == restarted.memory.get_object(meta["object_id"])["last_seen"]
         assert restarted.status().pending == 0
     finally:

@@ -284,6 +284,9 @@ def write_task_bag(path: Path | str, scene: str = FIXTURE_SCENE,
         def observe(self, observations: Any) -> None:
             reports.extend(o for o in observations if o.source.startswith("skill:"))
 
+        def stm_units(self) -> list[Any]:  # nothing remembered: observations are what the skills report
+            return []
+
     stamp = STAMP_BASE_S
     agent = KarmaAgent(executor, None, _Capture(), known_types=[], clock=lambda: stamp)  # type: ignore[arg-type]
     expected = ExpectedMemory(scene)
@@ -473,6 +476,7 @@ class NodeRig:
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
+        from rclpy.qos import HistoryPolicy, QoSProfile
         from rclpy.signals import SignalHandlerOptions
         from std_msgs.msg import Header
 
@@ -500,9 +504,13 @@ class NodeRig:
             self.node.create_subscription(SceneGraph, "/scene_graph", lambda m: self._on("scene_graph", m), LATCHED)
             self.node.create_subscription(ShortTermMemoryState, "/short_term_memory/state",
                                           lambda m: self._on("stm", m), LATCHED)
-        self.node.create_subscription(Header, "/long_term_memory/processed", lambda m: self._on("ltm_ack", m), EVENTS)
-        self.node.create_subscription(Header, "/short_term_memory/processed", lambda m: self._on("stm_ack", m), EVENTS)
-        self.node.create_subscription(SceneGraphDelta, "/scene_graph/delta", self._on_delta, EVENTS)
+        # acknowledgements and deltas come once per observation message: queued deeper than EVENTS, so a
+        # listener that stalls for a second under load (a 1,000 obs/s run) does not count them as lost
+        counted = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=EVENTS.reliability,
+                             durability=EVENTS.durability)
+        self.node.create_subscription(Header, "/long_term_memory/processed", lambda m: self._on("ltm_ack", m), counted)
+        self.node.create_subscription(Header, "/short_term_memory/processed", lambda m: self._on("stm_ack", m), counted)
+        self.node.create_subscription(SceneGraphDelta, "/scene_graph/delta", self._on_delta, counted)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._spinner = threading.Thread(target=self._spin, daemon=True)

@@ -47,28 +47,27 @@ def _rss_mb() -> float:
     return float("nan")
 
 
+def _cpu_s(pid: int | None = None) -> float:
+    """CPU seconds (user + system, all threads) of a process so far (this one by default)."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _embedder(kind: str) -> Any:
     if kind == "minilm":
         from karma_memory.core.embedding import default_embedder
 
         return default_embedder()
-    from karma_memory.core.embedding import EMBEDDING_DIM
-
-    class TypeHashEmbedder:  # deterministic, torch-free: for runs that measure the store, not the model
-        dim = EMBEDDING_DIM
-
-        def embed(self, texts: list[str]) -> np.ndarray:
-            out = np.zeros((len(texts), self.dim), np.float32)
-            for row, text in enumerate(texts):
-                out[row, hash(text) % self.dim] = 1.0
-            return out
+    from karma_memory.core.fleet import TypeHashEmbedder  # deterministic, torch-free: measures the store
 
     return TypeHashEmbedder()
 
 
 # ---------------------------------------------------------------------------------------------- part 1: load
 def _load_robot(index: int, port: int, workdir: str, seconds: float, rate: float, frame_hz: float, pool: int,
-                embedder: str, sync: dict[str, Any], ready: Any, go: Any, out: Any) -> None:
+                embedder: str, sync: dict[str, Any], ready: Any, uploaded: Any, go: Any, out: Any) -> None:
     """One robot process: observe ``rate`` objects/s in ``frame_hz`` frames for ``seconds``; measure the lag of
     other robots' observations into this robot's graph."""
     from karma_memory.core.fleet import ChromaBackend, ChromaConfig
@@ -93,8 +92,15 @@ def _load_robot(index: int, port: int, workdir: str, seconds: float, rate: float
                          for k in range(start, min(pool, start + 100))])
     backend.flush(600.0)
     ready.put(index)
+    uploaded.wait()  # every robot's warm-up is on the server: take it all in, so the run measures steady state
+    while backend.sync(600.0):
+        pass
+    ready.put(index)
     go.wait()
     backend.poll()
+    backend.reset_timings()
+    before = backend.status()
+    cpu0 = _cpu_s()
     t0 = time.time()
     period = 1.0 / frame_hz
     per_frame = max(1, round(rate / frame_hz))
@@ -122,32 +128,55 @@ def _load_robot(index: int, port: int, workdir: str, seconds: float, rate: float
             backlog.append((now - t0, len(backend.outbox)))
             next_sample += 1.0
         time.sleep(max(0.0, min(next_tick - time.time(), 0.02)))
+    cpu_s = _cpu_s() - cpu0
     drained_at = time.time()
     flushed = backend.flush(30.0)
     drain_s = time.time() - drained_at
     status = backend.status()
     backend.close()
-    out.put({"robot": name, "sent": sent, "lags": lags, "backlog": backlog, "flushed": flushed, "drain_s": drain_s,
-             "pushed": status.pushed, "pulled": status.pulled, "merged": status.merged,
+    out.put({"robot": name, "sent": sent, "cpu_s": cpu_s, "lags": lags, "backlog": backlog, "flushed": flushed,
+             "drain_s": drain_s,
+             "pushed": status.pushed - before.pushed, "pulled": status.pulled - before.pulled,
+             "merged": status.merged - before.merged, "push_requests": status.push_requests - before.push_requests,
+             "pull_requests": status.pull_requests - before.pull_requests,
              "push_ms_p50": status.push_ms_p50, "push_ms_p95": status.push_ms_p95,
              "pull_ms_p50": status.pull_ms_p50, "pull_ms_p95": status.pull_ms_p95,
              "observe_ms_p50": _pct(observe_ms, 50), "observe_ms_p95": _pct(observe_ms, 95)})
 
 
+def _backlog_slope(results: list[dict[str, Any]]) -> float:
+    slopes = []
+    for r in results:
+        if len(r["backlog"]) >= 3:
+            t, b = np.asarray(r["backlog"], float).T
+            slopes.append(float(np.polyfit(t, b, 1)[0]))
+    return float(sum(slopes)) if slopes else float("nan")
+
+
+def _backlog_mean(results: list[dict[str, Any]], start: float, end: float) -> float:
+    values = [b for r in results for t, b in r["backlog"] if start <= t < end]
+    return float(np.mean(values)) * len(results) if values else float("nan")
+
+
 def bench_load(port: int, workdir: Path, robots: int, seconds: float, rate: float, frame_hz: float, pool: int,
-               embedder: str, sync: dict[str, Any] | None = None) -> dict[str, Any]:
+               embedder: str, sync: dict[str, Any] | None = None, server_pid: int | None = None) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
-    out, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    out, ready, uploaded, go = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Event()
     procs = [ctx.Process(target=_load_robot, args=(i, port, str(workdir), seconds, rate, frame_hz, pool, embedder,
-                                                   sync or {}, ready, go, out))
+                                                   sync or {}, ready, uploaded, go, out))
              for i in range(robots)]
     for proc in procs:
         proc.start()
     for _ in procs:  # every robot has imported, connected and uploaded its warm-up records
         ready.get(timeout=900)
-    time.sleep(2.0)  # let the warm-up pulls settle
+    uploaded.set()
+    for _ in procs:  # ... and merged everybody else's
+        ready.get(timeout=900)
+    server_cpu0 = _cpu_s(server_pid) if server_pid else float("nan")
     go.set()
-    results = [out.get(timeout=seconds + 180) for _ in procs]
+    time.sleep(seconds)
+    server_cpu_s = _cpu_s(server_pid) - server_cpu0 if server_pid else float("nan")
+    results = [out.get(timeout=180) for _ in procs]
     for proc in procs:
         proc.join(30)
     lags = [lag for r in results for lag in r["lags"]]
@@ -159,13 +188,119 @@ def bench_load(port: int, workdir: Path, robots: int, seconds: float, rate: floa
         "lag_samples": len(lags), "lag_p50_ms": _pct(lags, 50) * 1e3, "lag_p95_ms": _pct(lags, 95) * 1e3,
         "lag_p99_ms": _pct(lags, 99) * 1e3, "lag_max_ms": max(lags) * 1e3 if lags else float("nan"),
         "backlog_max": max((b for r in results for _, b in r["backlog"]), default=0),
+        # growth = least-squares slope of the queued writes over the run (summed over robots), writes per second;
+        # ~0 when the server keeps up, the excess write rate when it does not
+        "backlog_growth_per_s": _backlog_slope(results),
+        "backlog_mean_first_third": _backlog_mean(results, 0, seconds / 3),
+        "backlog_mean_last_third": _backlog_mean(results, 2 * seconds / 3, seconds),
         "drain_s_max": max(r["drain_s"] for r in results), "all_flushed": all(r["flushed"] for r in results),
         "observe_frame_ms_p95": max(r["observe_ms_p95"] for r in results),
         "push_ms_p95": max(r["push_ms_p95"] for r in results), "pull_ms_p95": max(r["pull_ms_p95"] for r in results),
+        # CPU demand per second of the run: > the machine's cores means the machine, not the design, is the limit
+        "robot_cpu_per_s": sum(r["cpu_s"] for r in results) / seconds, "server_cpu_per_s": server_cpu_s / seconds,
+        "cores": os.cpu_count(), "loadavg_1min": os.getloadavg()[0],
         "per_robot": [{k: v for k, v in r.items() if k != "lags"} for r in results],
         "lag_histogram_ms": np.histogram(np.asarray(lags) * 1e3, bins=30)[0].tolist() if lags else [],
         "lags_ms_sample": (np.asarray(lags[:: max(1, len(lags) // 2000)]) * 1e3).round(2).tolist(),
     }
+
+
+# --------------------------------------------------------------------------------------- part 1b: capacity
+def bench_capacity(port: int, server_pid: int | None, robots: int, rate: float, pool: int,
+                   sync: dict[str, Any] | None = None, reps: int = 15) -> dict[str, Any]:
+    """The server's cost model, one request at a time on records like the load part's (compact layout).
+
+    Measured: the wall time (and server CPU) of a metadata update of B records and of a pull returning
+    n rows. A fleet of ``robots`` robots writing ``rate`` records/s each, pushing every ``flush_interval_s``
+    and pulling every ``pull_interval_s``, sends pushes of rate × interval records and pulls of
+    (robots − 1) × rate × interval rows: interpolating the measured costs gives the server time it needs
+    per second ("busy"; writes alone are what SQLite serialises) and the total write rate at which busy
+    reaches 100 % (the ceiling).
+    """
+    import chromadb
+    from chromadb.config import Settings
+
+    from karma_memory.core.fleet import ChromaConfig
+    from karma_memory.core.fleet.records import ObjectRecord, pack, seq_key, to_wire
+
+    config = ChromaConfig("capacity", **(sync or {}))
+    client = chromadb.HttpClient(host="127.0.0.1", port=port, settings=Settings(anonymized_telemetry=False))
+    collection = client.get_or_create_collection("capacity", embedding_function=None,
+                                                 metadata={"hnsw:space": "cosine"})
+    rng = np.random.default_rng(7)
+    types = ["Apple", "Mug", "Bowl", "Plate", "Cup", "Knife", "Bread", "Tomato", "Egg", "Spoon"]
+    seq = [1]
+
+    def records(indices: Any, writer: str) -> tuple[list[str], list[dict[str, Any]]]:
+        ids, metas = [], []
+        for k in indices:
+            t = types[int(k) % len(types)]
+            stamp = time.time()
+            record = ObjectRecord(f"{t}|{k}", writer, seq[0], True, t, (float(rng.uniform(0, 29)), 0.9,
+                                  float(rng.uniform(0, 29))), fields={f: (stamp, writer, seq[0]) for f in OBSERVED})
+            rid, meta, _ = to_wire(record)
+            ids.append(rid)
+            metas.append(pack(dict(meta, seq=seq[0], **{seq_key(writer): seq[0]})))
+            seq[0] += 1
+        return ids, metas
+
+    OBSERVED = ("presence", "type", "position", "movable")  # noqa: N806 — what a sighting stamps
+    vector = [1.0] + [0.0] * 383
+    for writer in range(robots):
+        for start in range(0, pool, 500):
+            ids, metas = records(range(start, min(pool, start + 500)), f"w{writer}")
+            collection.upsert(ids=ids, embeddings=[vector] * len(ids), metadatas=metas)
+
+    def measure(call: Any) -> tuple[float, float]:
+        cpu0, times = _cpu_s(server_pid) if server_pid else 0.0, []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - t0) * 1e3)
+        cpu = (_cpu_s(server_pid) - cpu0) / reps * 1e3 if server_pid else float("nan")
+        return float(np.median(times)), cpu
+
+    writes = {}
+    for batch in (1, 5, 10, 20, 50, 100, 200):
+        def write(batch: int = batch) -> None:
+            ids, metas = records(rng.choice(pool, batch, replace=False), "w0")
+            collection.update(ids=ids, metadatas=metas)
+        writes[batch] = measure(write)
+    pulls = {}
+    for rows in (1, 10, 30, 100, 300):  # what the other writers pushed since the last pull: ``rows`` records
+        mark = seq[0] - 1
+        ids, metas = records(rng.choice(pool, rows, replace=False), "w1")
+        collection.update(ids=ids, metadatas=metas)
+        where = {"$or": [{seq_key(f"w{w}"): {"$gt": mark}} for w in range(1, max(2, robots))]}
+        pulls[rows] = measure(lambda where=where: collection.get(where=where, include=["metadatas"]))
+    push_hz, pull_hz = robots / config.flush_interval_s, robots / config.pull_interval_s
+
+    def busy(total_rate: float) -> tuple[float, float]:
+        """(write path, all) server seconds per second at a total write rate, from the measured costs."""
+        per_robot = total_rate / robots
+        batch = max(1.0, per_robot * config.flush_interval_s)
+        rows = max(1.0, per_robot * (robots - 1) * config.pull_interval_s)
+        write = push_hz * _interp(writes, batch) / 1e3
+        return write, write + pull_hz * _interp(pulls, rows) / 1e3
+
+    rates = np.arange(10.0, 5000.0, 10.0)
+    under = [r for r in rates if busy(r)[1] <= 1.0]
+    write_under = [r for r in rates if busy(r)[0] <= 1.0]
+    at_load = busy(robots * rate)
+    return {"write_ms_cpu_ms": {str(k): v for k, v in writes.items()},
+            "pull_ms_cpu_ms": {str(k): v for k, v in pulls.items()}, "push_hz": push_hz, "pull_hz": pull_hz,
+            "write_busy_at_load": at_load[0], "server_busy_at_load": at_load[1],
+            "ceiling_records_per_s": float(max(under)) if under else 0.0,
+            "write_ceiling_records_per_s": float(max(write_under)) if write_under else 0.0,
+            "robots": robots, "rate_per_robot": rate}
+
+
+def _interp(points: dict[int, tuple[float, float]], x: float) -> float:
+    """Wall-time ms at ``x`` items, interpolated in log(items) between measured points (extrapolated linearly)."""
+    keys = sorted(points)
+    if x >= keys[-1]:
+        return points[keys[-1]][0] * x / keys[-1]
+    return float(np.interp(np.log(x), np.log(keys), [points[k][0] for k in keys]))
 
 
 # ---------------------------------------------------------------------------------------- part 2: building
@@ -211,7 +346,7 @@ def bench_building(port: int, workdir: Path, n_objects: int, queries: int, embed
 
     from karma_memory.bench.ltm import building_workload
     from karma_memory.core.fleet import ChromaBackend, ChromaConfig
-    from karma_memory.core.long_term import LongTermMemory, LtmConfig
+    from karma_memory.core.long_term import LongTermMemory, LtmConfig, TypeIndex
 
     observations, cells = building_workload(n_objects)
     emb = _embedder(embedder)
@@ -236,7 +371,7 @@ def bench_building(port: int, workdir: Path, n_objects: int, queries: int, embed
     client = chromadb.HttpClient(host="127.0.0.1", port=port, settings=Settings(anonymized_telemetry=False))
     collection = client.get_collection("building")
     types = sorted({o.object_type for o in observations if o.movable})
-    vectors = emb.embed(types)
+    vectors = emb.embed([TypeIndex.describe(t) for t in types])  # the records' vectors are their types'
     server_lat = []
     for i in range(min(queries, 200)):
         t1 = time.perf_counter()
@@ -322,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objects", type=int, default=100_000, help="building-scale graph size")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--tasks", type=int, default=0, help="composite tasks to compare (0 = all)")
-    parser.add_argument("--parts", default="load,building,tasks")
+    parser.add_argument("--parts", default="capacity,load,building,tasks")
     parser.add_argument("--embedder", choices=("minilm", "hash"), default="minilm",
                         help="record embeddings: offline MiniLM, or a torch-free hash (store-only runs)")
     parser.add_argument("--out", type=Path, default=Path("build/bench"))
@@ -341,15 +476,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "load" in parts:
             result["load"] = load = bench_load(server.port, workdir / "load", args.robots, args.seconds, args.rate,
-                                               args.frame_hz, args.pool, args.embedder, sync)
+                                               args.frame_hz, args.pool, args.embedder, sync, server.pid)
             print(f"load: {args.robots} robots × {args.rate:.0f} obs/s for {args.seconds:.0f} s "
                   f"→ {load['observations']} observations ({load['achieved_rate_total']:.0f}/s total)")
             print(f"  sync lag A→B: p50 {load['lag_p50_ms']:.0f} ms  p95 {load['lag_p95_ms']:.0f} ms  "
                   f"p99 {load['lag_p99_ms']:.0f} ms  ({load['lag_samples']} samples; target p95 < 500 ms)")
-            print(f"  backlog max {load['backlog_max']} queued writes; drained in {load['drain_s_max']:.2f} s; "
+            print(f"  backlog (all robots) first third {load['backlog_mean_first_third']:.0f}, last third "
+                  f"{load['backlog_mean_last_third']:.0f} queued writes, trend {load['backlog_growth_per_s']:+.1f}/s; "
+                  f"max one robot {load['backlog_max']}")
+            print(f"  drained in {load['drain_s_max']:.2f} s; "
                   f"observe() of one frame p95 {load['observe_frame_ms_p95']:.2f} ms (durable outbox)")
             print(f"  server requests p95: push {load['push_ms_p95']:.0f} ms, pull {load['pull_ms_p95']:.0f} ms")
+            print(f"  CPU per second of run: robots {load['robot_cpu_per_s']:.2f} + server "
+                  f"{load['server_cpu_per_s']:.2f} "
+                  f"of {load['cores']} cores (1-min load average at the end {load['loadavg_1min']:.1f})")
             _plot(load, args.out / "fleet.png")
+        if "capacity" in parts:
+            result["capacity"] = c = bench_capacity(server.port, server.pid, args.robots, args.rate, args.pool, sync)
+            w, r = c["write_ms_cpu_ms"], c["pull_ms_cpu_ms"]
+            print("capacity, one request at a time (wall ms / server CPU ms): update of B records "
+                  + ", ".join(f"B={k} {v[0]:.0f}/{v[1]:.0f}" for k, v in w.items()) + "; pull of n rows "
+                  + ", ".join(f"n={k} {v[0]:.0f}/{v[1]:.0f}" for k, v in r.items()))
+            print(f"  {args.robots} robots × {args.rate:.0f}/s, {c['push_hz']:.0f} pushes/s and {c['pull_hz']:.0f} "
+                  f"pulls/s in all: the server is busy {c['write_busy_at_load']:.0%} writing, "
+                  f"{c['server_busy_at_load']:.0%} in all; ceiling {c['ceiling_records_per_s']:.0f} records/s in all "
+                  f"({c['write_ceiling_records_per_s']:.0f} for the writes alone)")
         if "building" in parts:
             result["building"] = b = bench_building(server.port, workdir / "building", args.objects, args.queries,
                                                     args.embedder)

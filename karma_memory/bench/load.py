@@ -13,6 +13,8 @@ Measured, per second and overall:
 - RSS of each node process over time (psutil);
 - update latency: publish stamp (the wall time each message carries) → the scene_graph/delta that
   shows it arrives here; p50/p95/p99;
+- processing latency of each node: publish stamp → its acknowledgement arrives here; p50/p95/p99;
+- the machine's load average before and after (the figures depend on what else runs);
 - peer: the same observations folded into the core LongTermMemory + ShortTermMemory in-process, so the
   nodes' rate reads as a fraction of what the core alone sustains on this machine.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import sys
@@ -96,6 +99,11 @@ def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+def _summary(values: list[float]) -> dict[str, float]:
+    return {"count": len(values), "p50": round(_pct(values, 50), 2), "p95": round(_pct(values, 95), 2),
+            "p99": round(_pct(values, 99), 2), "max": round(max(values, default=float("nan")), 2)}
+
+
 def run(seconds: float, rate: float, batch: int, objects: int, workdir: Path,
         snapshot_interval_s: float | None = None) -> dict[str, Any]:
     """Publish the workload for ``seconds`` into running memory nodes and measure them.
@@ -107,7 +115,15 @@ def run(seconds: float, rate: float, batch: int, objects: int, workdir: Path,
     from karma_interfaces.msg import ObjectObservationArray
 
     from karma_memory.nodes import conversions as cv
+    from rclpy.qos import HistoryPolicy, QoSProfile
+
     from karma_memory.nodes.qos import EVENTS
+
+    # as deep as the nodes' observation queue: a reliable KEEP_LAST writer drops what its readers have not
+    # received yet once its history is full, so a 100-deep one loses messages whenever a starved node's
+    # middleware threads fall 1 s behind
+    PUBLISHER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=EVENTS.reliability,
+                               durability=EVENTS.durability)
 
     params = replay_parameters("", workdir / "memory", flush_interval_s=30.0, perceptions=0)
     if snapshot_interval_s is not None:
@@ -118,7 +134,7 @@ def run(seconds: float, rate: float, batch: int, objects: int, workdir: Path,
     with NodeRig(workdir / "rig", params, snapshots=False) as rig:
         rig.start()
         rig.wait_ready(60.0)
-        pub = rig.node.create_publisher(ObjectObservationArray, "/observations", EVENTS)
+        pub = rig.node.create_publisher(ObjectObservationArray, "/observations", PUBLISHER_QOS)
         deadline = time.monotonic() + 30
         while pub.get_subscription_count() < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -167,6 +183,9 @@ def run(seconds: float, rate: float, batch: int, objects: int, workdir: Path,
         with rig.lock:
             latencies = [(recv - newest) * 1e3 for recv, newest in rig.delta_times if newest > 0]
             ltm_times = list(rig.latest["ltm_ack"].times)
+            processing = {name: [(t - stamp / 1e9) * 1e3 for stamp, t in zip(rig.latest[key].stamps,
+                                                                              rig.latest[key].times)]
+                          for name, key in (("ltm", "ltm_ack"), ("stm", "stm_ack"))}
         done = {"ltm": rig.acks("ltm_ack"), "stm": rig.acks("stm_ack")}
     # steady-state processing rate: acknowledgements between 10 % and 90 % of the run
     window = [t for t in ltm_times if started_wall(ltm_times, 0.1) <= t <= started_wall(ltm_times, 0.9)]
@@ -189,9 +208,8 @@ def run(seconds: float, rate: float, batch: int, objects: int, workdir: Path,
                              if len(samples) > 2 else float("nan")},
         "rss_mb": {n: {"start": v[0], "end": v[-1], "max": max(v)} for n, v in rss.items() if v},
         "cpu_percent_of_one_core": {n: round(v, 1) for n, v in cpu.items()},
-        "latency_ms": {"count": len(latencies), "p50": round(_pct(latencies, 50), 2),
-                       "p95": round(_pct(latencies, 95), 2), "p99": round(_pct(latencies, 99), 2),
-                       "max": round(max(latencies, default=float("nan")), 2)},
+        "latency_ms": _summary(latencies),
+        "processing_latency_ms": {name: _summary(values) for name, values in processing.items()},
         "samples": samples,
     }
 
@@ -203,24 +221,30 @@ def started_wall(times: list[float], fraction: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     """``karma bench load``."""
-    parser = argparse.ArgumentParser(prog="karma bench load", description=__doc__.splitlines()[0])
+    head, _, body = __doc__.partition("\n\n")
+    parser = argparse.ArgumentParser(prog="karma bench load", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     description=head.replace("``karma bench load``: ", "").strip(),
+                                     epilog=body.replace("``", "").strip())
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to publish")
     parser.add_argument("--rate", type=float, default=1000.0, help="observations per second")
     parser.add_argument("--batch", type=int, default=10, help="observations per message")
     parser.add_argument("--objects", type=int, default=2000, help="objects in the simulated world")
     parser.add_argument("--snapshot-interval", type=float, default=None, metavar="S",
                         help="the memory nodes' publish_min_interval_s (full scene-graph snapshots); default: theirs")
-    parser.add_argument("--out", type=Path, default=Path("build/bench"))
+    parser.add_argument("--out", type=Path, default=Path("build/bench"), help="where load.json and load.png go")
     args = parser.parse_args(argv)
     if args.batch < 2 or args.rate <= 0 or args.seconds <= 0 or args.objects < args.batch:
         parser.error("need --batch >= 2, --rate > 0, --seconds > 0 and --objects >= --batch")
     args.out.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
     peer = _peer_rate(args.objects, args.batch)
     workdir = Path(tempfile.mkdtemp(prefix="karma-bench-load-"))
     try:
         result = run(args.seconds, args.rate, args.batch, args.objects, workdir, args.snapshot_interval)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    result["load_average"] = {"before": [round(v, 2) for v in load_before],
+                              "after": [round(v, 2) for v in os.getloadavg()], "cpus": os.cpu_count()}
     result["peer_core_in_process_obs_per_s"] = round(peer, 1)
     result["sustained_vs_peer"] = round(result["sustained_obs_per_s"] / peer, 3)
     keeps_up = all(v == 0 for v in result["lost_messages"].values()) and \
@@ -237,12 +261,16 @@ def main(argv: list[str] | None = None) -> int:
     b = result["backlog_messages"]
     print(f"{'backlog (messages)':28s} max {b['max']}, at end {b['final_before_drain']}, "
           f"growth {b['growth_per_s']:+.2f}/s")
-    lat = result["latency_ms"]
-    print(f"{'update latency (delta)':28s} p50 {lat['p50']:.1f} ms  p95 {lat['p95']:.1f} ms  p99 {lat['p99']:.1f} ms  "
-          f"max {lat['max']:.1f} ms  (n={lat['count']})")
+    for label, lat in (("update latency (LTM delta)", result["latency_ms"]),
+                       ("processed (LTM ack)", result["processing_latency_ms"]["ltm"]),
+                       ("processed (STM ack)", result["processing_latency_ms"]["stm"])):
+        print(f"{label:28s} p50 {lat['p50']:.1f} ms  p95 {lat['p95']:.1f} ms  p99 {lat['p99']:.1f} ms  "
+              f"max {lat['max']:.1f} ms  (n={lat['count']})")
     for name, r in result["rss_mb"].items():
         print(f"{'RSS ' + name:28s} {r['start']:.0f} → {r['end']:.0f} MB (max {r['max']:.0f})   "
               f"CPU {result['cpu_percent_of_one_core'].get(name, float('nan')):.0f} % of a core")
+    print(f"{'machine load average (1 min)':28s} {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after "
+          f"({os.cpu_count()} CPUs)")
     print(f"{'keeps up without backlog':28s} {keeps_up}")
     (args.out / "load.json").write_text(json.dumps(result, indent=2))
     try:  # RSS and backlog over time

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import json
+import tempfile
+from typing import Any, Iterable
 
 from karma_interfaces.msg import SceneGraph, SceneGraphDelta
-from karma_interfaces.srv import QueryLongTermMemory
+from karma_interfaces.srv import LoadMemory, QueryLongTermMemory
+from std_msgs.msg import String
 from visualization_msgs.msg import Marker
 
 from karma_memory.core import scene_graph as sg
 from karma_memory.core.errors import InvalidObservationError, KarmaMemoryError
+from karma_memory.core.fleet import LtmBackend, make_backend
+from karma_memory.core.fleet.settings import backend_settings, fleet_parameters, status_dict
 from karma_memory.core.long_term import GRAPH_FILE, LongTermMemory, LtmConfig
 from karma_memory.core.types import ObjectObservation, ObservationKind
 from karma_memory.nodes import memory_conversions as mc
@@ -31,11 +36,13 @@ PARAMETERS: dict[str, Param] = {
                      read_only=f.name in ("area_spacing", "grid_size")) for f in dataclasses.fields(LtmConfig)},
     **{f"markers.{f.name}": Param(f.default, f"MarkerStyle.{f.name}") for f in dataclasses.fields(MarkerStyle)
        if f.name != "stm_radius"},
+    **{name: Param(default, text, read_only=True) for name, (default, text) in fleet_parameters().items()},
 }
 
 
 def _build(values: dict[str, Any]) -> tuple[LtmConfig, MarkerStyle]:
     check_memory_parameters(values)
+    backend_settings(values)  # a bad ltm_backend / fleet.* value fails at start, with its name
     style = MarkerStyle.from_mapping({k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("markers.")})
     return LtmConfig(**{f.name: values[f.name] for f in dataclasses.fields(LtmConfig)}), style
 
@@ -54,8 +61,10 @@ class LongTermMemoryNode(MemoryNode):
         self.delta_pub = self.create_publisher(SceneGraphDelta, "scene_graph/delta", EVENTS)
         self.create_service(QueryLongTermMemory, "long_term_memory/query", self._on_query)
         self.start()
+        self._start_backend()  # after the start-up load: the backend continues from the loaded graph
         self.get_logger().info(f"long-term memory ready: {len(self.memory)} objects, "
-                               f"{len(sg.area_ids(self.memory.graph))} areas, version {self.change_token()}")
+                               f"{len(sg.area_ids(self.memory.graph))} areas, version {self.change_token()}, "
+                               f"backend {self.backend.name}")
 
     # ---- MemoryNode hooks ---------------------------------------------------------------------------
     def loaded(self) -> bool:
@@ -80,10 +89,10 @@ class LongTermMemoryNode(MemoryNode):
             if obs.kind is ObservationKind.REMOVED and obs.object_id not in graph:
                 self.get_logger().warning(f"REMOVED for unknown object id {obs.object_id!r} ignored")
         before = self.change_token()
-        self.memory.observe_many(observations)
+        self.backend.observe(observations)  # local: observe_many; chroma: also queued for the fleet
         if self.change_token() == before:
             return False
-        self._publish_delta()
+        self._publish_delta(o.object_id for o in observations)
         return True
 
     def publish_state(self) -> None:
@@ -94,27 +103,81 @@ class LongTermMemoryNode(MemoryNode):
 
     def reset_memory(self) -> str:
         self.memory.reset(keep_areas=True)
-        return "objects forgotten; areas kept"
+        self.backend.resync()
+        if self.backend.name == "local":
+            return "objects forgotten; areas kept"
+        return "objects forgotten here (the fleet's records stay on the server; new changes are merged); areas kept"
 
     def replaced(self) -> None:
-        self.messages.clear()
+        self.messages.track(self.memory.graph)  # deltas count from the new graph
         self.marker_cache.clear()
-        self.delta_version, self.delta_edges = self.change_token(), mc.graph_edges(self.memory.graph)
         super().replaced()
 
     def on_params(self, config: tuple[LtmConfig, MarkerStyle], changed: dict[str, Any]) -> None:
         self.memory.config, self.style = config
         self.marker_cache.clear()
 
+    def close(self) -> None:
+        """Send what the fleet outbox holds (briefly), stop syncing, then save as every memory node does."""
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            backend.close()
+        super().close()
+
+    # ---- fleet backend (ltm_backend, fleet.*) -------------------------------------------------------
+    def _start_backend(self) -> None:
+        name, config, node = backend_settings(self.params.values, self.get_namespace())
+        log = self.get_logger()
+        if config is not None and not config.outbox and self.directory is None:
+            outbox = f"{tempfile.mkdtemp(prefix='karma_fleet_')}/fleet_outbox.sqlite3"
+            config = dataclasses.replace(config, outbox=outbox)
+            log.warning(f"fleet: no memory_dir, so the outbox is {outbox}: queued writes do not survive a restart")
+        before = self.change_token()
+        self.backend: LtmBackend = make_backend(name, self.memory, config, logger=log)
+        self._backlog_limit = 10 * config.batch_size if config is not None else 0
+        self._status_seen: tuple[bool, bool] | None = None
+        self.status_pub = self.create_publisher(String, "long_term_memory/fleet_status", LATCHED)
+        if config is not None:
+            log.info(f"fleet: robot {config.robot_id!r} shares its memory through chroma server "
+                     f"{config.host}:{config.port}, collection {config.collection!r}")
+            self.create_timer(node["poll_interval_s"], self._poll_fleet)
+            self.create_timer(node["status_interval_s"], self._publish_fleet_status)
+        if self.change_token() != before:  # the outbox held writes newer than the saved graph
+            self.replaced()
+        self._publish_fleet_status()
+
+    def _poll_fleet(self) -> None:
+        """Merge what other robots wrote (fetched by the backend's pull thread) and publish it like a local change."""
+        before = self.change_token()
+        changes = self.backend.poll()
+        if self.change_token() != before:
+            self._publish_delta(c.object_id for c in changes)
+            self.changed()
+
+    def _publish_fleet_status(self) -> None:
+        """Latched JSON of the backend's status; a log line when the connection or the backlog trend changes."""
+        status = self.backend.status()
+        seen = (status.online, bool(self._backlog_limit) and status.pending >= self._backlog_limit)
+        if self._status_seen is not None and seen != self._status_seen:
+            self.get_logger().info(f"fleet: {'online' if status.online else 'OFFLINE'}, {status.pending} writes "
+                                   f"queued{' (backlog growing)' if seen[1] else ''}, {status.pushed} pushed, "
+                                   f"{status.merged} merged from other robots")
+        self._status_seen = seen
+        self.status_pub.publish(String(data=json.dumps(status_dict(status), sort_keys=True)))
+
+    def _on_load(self, request: LoadMemory.Request, response: LoadMemory.Response) -> LoadMemory.Response:
+        response = super()._on_load(request, response)
+        if response.success:
+            self.backend.resync()  # pull again from the loaded graph's own watermarks
+        return response
+
     # ---- own topics and services --------------------------------------------------------------------
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _publish_delta(self) -> None:
-        delta, self.delta_edges = self.messages.delta(self.memory.graph, self.delta_version, self.delta_edges,
-                                                      self._now())
-        self.delta_version = delta.to_version
-        self.delta_pub.publish(delta)
+    def _publish_delta(self, touched: Iterable[str] = ()) -> None:
+        """Publish what changed since the last delta; ``touched`` (ids just changed) keeps it incremental."""
+        self.delta_pub.publish(self.messages.delta(self.memory.graph, self._now(), touched))
 
     def _on_query(self, request: QueryLongTermMemory.Request,
                   response: QueryLongTermMemory.Response) -> QueryLongTermMemory.Response:

@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping
 from karma_interfaces.msg import ObjectObservationArray
 from karma_interfaces.srv import LoadMemory, ResetMemory, SaveMemory
 from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -30,6 +31,8 @@ MEMORY_PARAMETERS: dict[str, Param] = {
                               read_only=True),
     "publish_min_interval_s": Param(0.1, "minimum seconds between state snapshots (deltas are not limited)"),
     "max_observations": Param(2000, "observations per message above which the whole message is rejected"),
+    "observations_depth": Param(1000, "observation messages queued while the node is busy (the oldest are lost "
+                                "beyond it): ~10 s of a 1,000 obs/s stream in messages of 10", read_only=True),
     "warm_up": Param(True, "load the sentence embedder in the background at start (else at the first query)",
                      read_only=True),
     "markers.enabled": Param(True, "publish <node>/markers for rviz"),
@@ -50,6 +53,8 @@ def check_memory_parameters(values: Mapping[str, Any]) -> None:
         raise ConfigError(f"flush_interval_s must be >= 0 s, got {values['flush_interval_s']!r}")
     if values["max_observations"] < 1:
         raise ConfigError(f"max_observations must be >= 1, got {values['max_observations']!r}")
+    if values["observations_depth"] < 1:
+        raise ConfigError(f"observations_depth must be >= 1, got {values['observations_depth']!r}")
 
 
 class MemoryNode(Node):
@@ -88,8 +93,10 @@ class MemoryNode(Node):
                 self.saved_token = self.change_token()
         if not self.loaded():
             self.start_fresh()
+        queue = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=values["observations_depth"],
+                           reliability=EVENTS.reliability, durability=EVENTS.durability)  # EVENTS, deeper
         for topic in ("observations", f"{name}/observations"):
-            self.create_subscription(ObjectObservationArray, topic, self._on_observations, EVENTS)
+            self.create_subscription(ObjectObservationArray, topic, self._on_observations, queue)
         self.create_service(SaveMemory, f"{name}/save", self._on_save)
         self.create_service(LoadMemory, f"{name}/load", self._on_load)
         self.create_service(ResetMemory, f"{name}/reset", self._on_reset)

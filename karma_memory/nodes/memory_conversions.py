@@ -215,17 +215,51 @@ class SceneGraphMessages:
     """Snapshot and delta messages that reuse the message of every node (and edge) that did not change.
 
     Every change to a node bumps its ``version`` attribute, so (id, version) identifies a node
-    message; a snapshot of a large graph then only converts what changed since the last one. Call
-    :meth:`clear` when the graph is replaced (load, reset), since versions restart there.
+    message; a snapshot of a large graph then only converts what changed since the last one.
+
+    Deltas are incremental: the edge set of the last delta is kept indexed by node, and a delta whose
+    touched nodes account for every version bump since then only looks at the edges of those nodes
+    (every edge the core adds or removes is incident to a node it stamps or removes). Anything else
+    (bumps nobody told us about) falls back to a full diff, so a delta is always exact. Call
+    :meth:`track` when the graph is replaced (start, load, reset), since versions restart there.
     """
 
     def __init__(self) -> None:
         self._nodes: dict[str, tuple[int, SceneGraphNode]] = {}
         self._edges: dict[EdgeKey, SceneGraphEdge] = {}
+        self.version = 0  # the graph version the last delta (or track) brought us to
+        self._known: set[EdgeKey] = set()  # the edge set at that version ...
+        self._incident: dict[str, set[EdgeKey]] = {}  # ... and the same edges by endpoint
+        self.full_deltas = 0  # deltas that needed a full diff (for tests and diagnostics)
 
     def clear(self) -> None:
+        """Forget the cached messages (keeps the delta baseline)."""
         self._nodes.clear()
         self._edges.clear()
+
+    def track(self, graph: nx.DiGraph) -> None:
+        """Start over from ``graph`` (it replaced the previous one): empty caches, deltas count from here."""
+        self.clear()
+        self.version = int(graph.graph.get("version", 0))
+        self._known = set()
+        self._incident = {}
+        self._add_edges(graph_edges(graph))
+
+    def _add_edges(self, edges: Iterable[EdgeKey]) -> None:
+        for edge in edges:
+            self._known.add(edge)
+            self._incident.setdefault(edge[0], set()).add(edge)
+            self._incident.setdefault(edge[1], set()).add(edge)
+
+    def _remove_edges(self, edges: Iterable[EdgeKey]) -> None:
+        for edge in edges:
+            self._known.discard(edge)
+            for end in edge[:2]:
+                bucket = self._incident.get(end)
+                if bucket is not None:
+                    bucket.discard(edge)
+                    if not bucket:
+                        del self._incident[end]
 
     def node(self, node_id: str, data: Mapping[str, Any]) -> SceneGraphNode:
         version = int(data.get("version", 0))
@@ -247,7 +281,8 @@ class SceneGraphMessages:
 
     def snapshot(self, graph: nx.DiGraph, stamp: float) -> SceneGraph:
         """Like :func:`scene_graph_to_msg`, converting only changed nodes and edges."""
-        msg = SceneGraph(header=_header(stamp), version=int(graph.graph.get("version", 0)))
+        version = int(graph.graph.get("version", 0))
+        msg = SceneGraph(header=_header(stamp), version=version)
         msg.nodes = [self.node(n, d) for n, d in graph.nodes(data=True)]
         edges = graph_edges(graph)
         msg.edges = self._edge_list(edges)
@@ -255,20 +290,67 @@ class SceneGraphMessages:
             del self._nodes[gone]
         for gone in [e for e in self._edges if e not in edges]:
             del self._edges[gone]
+        if version == self.version and edges != self._known:  # an edge changed without a version bump:
+            self._remove_edges(self._known - edges)           # the snapshot has it; deltas go on from here
+            self._add_edges(edges - self._known)
         return msg
 
-    def delta(self, graph: nx.DiGraph, from_version: int, previous_edges: set[EdgeKey],
-              stamp: float) -> tuple[SceneGraphDelta, set[EdgeKey]]:
-        """Like :func:`scene_graph_delta_to_msg`, sharing node messages with the snapshots."""
-        changed, removed = sg.changes_since(graph, from_version)
-        edges = graph_edges(graph)
-        msg = SceneGraphDelta(header=_header(stamp), from_version=int(from_version),
+    def _touched(self, graph: nx.DiGraph, touched: Iterable[str]) -> tuple[list[str], list[str]] | None:
+        """(changed, removed) among ``touched`` when they account for every bump since :attr:`version`."""
+        base, tombstones, nodes = self.version, graph.graph.get("tombstones", {}), graph.nodes
+        changed: list[str] = []
+        removed: list[str] = []
+        versions: set[int] = set()
+        for node_id in dict.fromkeys(touched):  # once each, in order
+            data = nodes.get(node_id)
+            if data is not None:
+                version = int(data.get("version", 0))
+                if version > base:
+                    changed.append(node_id)
+                    versions.add(version)
+            elif node_id in tombstones and int(tombstones[node_id]["version"]) > base:
+                removed.append(node_id)
+                versions.add(int(tombstones[node_id]["version"]))
+        if not versions or len(versions) != int(graph.graph.get("version", 0)) - base:
+            return None
+        return changed, removed
+
+    def delta(self, graph: nx.DiGraph, stamp: float, touched: Iterable[str] = ()) -> SceneGraphDelta:
+        """The change since the last delta (or :meth:`track`), sharing node messages with the snapshots.
+
+        Args:
+            touched: ids of the nodes the caller changed (e.g. a batch's object ids): a hint that makes
+                the delta cost proportional to them instead of the whole graph; wrong or missing hints
+                only cost time.
+        """
+        found = self._touched(graph, touched)
+        if found is None:  # full diff
+            self.full_deltas += 1
+            changed, removed = sg.changes_since(graph, self.version)
+            edges = graph_edges(graph)
+            added, gone = edges - self._known, self._known - edges
+        else:
+            changed, removed = found
+            before: set[EdgeKey] = set()
+            for node_id in changed + removed:
+                before |= self._incident.get(node_id, set())
+            after: set[EdgeKey] = set()
+            succ, pred = graph.succ, graph.pred
+            for node_id in changed:
+                name = str(node_id)
+                after.update((name, str(v), str(d.get("relation", ""))) for v, d in succ[node_id].items())
+                after.update((str(u), name, str(d.get("relation", ""))) for u, d in pred[node_id].items())
+            added, gone = after - before, before - after
+        msg = SceneGraphDelta(header=_header(stamp), from_version=int(self.version),
                               to_version=int(graph.graph.get("version", 0)))
         msg.upserted_nodes = [self.node(n, graph.nodes[n]) for n in changed]
         msg.removed_node_ids = [str(o) for o in removed if o not in graph]
-        msg.upserted_edges = self._edge_list(edges - previous_edges)
-        msg.removed_edges = _edge_msgs(previous_edges - edges)
-        return msg, edges
+        msg.upserted_edges = self._edge_list(added)
+        msg.removed_edges = _edge_msgs(gone)
+        self._remove_edges(gone)
+        self._add_edges(added)
+        self.version = msg.to_version
+        return msg
 
 
 class UnitMessages:

@@ -4,20 +4,30 @@ Each robot keeps its full scene graph in memory (a :class:`LongTermMemory`) and 
 this backend mirrors it to the server and folds in what other robots wrote:
 
 - **Writes**: every local observation updates the graph at once, then the object's record (its whole
-  merged view plus field stamps, :mod:`records`) is appended to the durable :class:`Outbox`. A sync
-  thread upserts the outbox to the server in batches (``batch_size`` rows, or whatever is queued after
-  ``flush_interval_s``; halved after a timeout), and deletes rows only once acknowledged. A record whose
-  document is unchanged since its last upload gets a metadata-only update (re-embedding is the server's
-  costly part).
-- **Reads**: every ``pull_interval_s`` the thread asks for records with a push sequence number above
-  what it has seen from their writer (one ``where`` filter of at most two clauses, see :meth:`_pull`;
-  never a full re-read) and hands the validated records to the owner, who merges them on
+  merged view plus field stamps, :mod:`records`) is appended to the durable :class:`Outbox`. A push
+  thread upserts the outbox to the server at once when it has not pushed for ``flush_interval_s``, else
+  when that interval is over (rows queued meanwhile go in one batch: one request per interval at most,
+  and a frame of observations after a quiet spell waits for nothing), ``batch_size`` rows at most per
+  request (halved after a timeout); rows are deleted only once acknowledged.
+- **Embeddings**: a record's vector on the server is its object *type*'s (``TypeIndex.describe``, computed
+  once per type, ``embedder`` chooses MiniLM or a model-free type hash), and no document text is stored:
+  the robots merge metadata only, and an HNSW update is the server's costliest write (~7 ms a record
+  here against ~1 ms for a metadata update), so a record is upserted with its vector only when first
+  sent (or its type changed) and otherwise gets a metadata-only update. The server's vector index still
+  answers "objects of a type like X" queries.
+- **Reads**: every ``pull_interval_s`` a pull thread (beside the push thread: neither waits for the
+  other's requests) asks for exactly the records each other writer pushed
+  since the last pull: every record carries, besides ``seq``, the key ``seq@<writer>``, so the filter
+  is one numeric range per writer (``seq@w > what this robot saw from w``) — no string filter, no
+  overlap, never its own records, never a full re-read (see :meth:`_pull`). Writers that join are
+  found in a small registry collection (``<collection>.writers``, one row per robot, read every
+  ``discovery_interval_s``). It hands the validated records to the owner, who merges them on
   :meth:`ChromaBackend.poll` — the graph is only ever touched by the owner's thread. Invalid records
   are logged with the reason and dropped.
 - **Offline**: connection errors and timeouts (``connect_timeout_s``, ``request_timeout_s``) mark the
   backend offline; the robot keeps observing and planning on its local graph, the outbox keeps the
-  newest state of every changed record on disk, and the thread retries with exponential backoff; on
-  reconnect it replays the outbox in order.
+  newest state of every changed record on disk, and the push thread reconnects with exponential
+  backoff; on reconnect it replays the outbox in order.
 - **Crash safety**: the watermarks live in the graph (``graph.graph["fleet"]``) so they are saved
   atomically with it; after a restart from an older snapshot the pull re-reads exactly what the
   snapshot lacks, and queued rows are re-applied locally and re-sent.
@@ -28,6 +38,7 @@ and proven idempotent in :mod:`karma_memory.core.fleet.records`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import queue
@@ -39,26 +50,45 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+import numpy as np
+
 from karma_memory.core import scene_graph as sg
-from karma_memory.core.embedding import Embedder
+from karma_memory.core.embedding import EMBEDDING_DIM, Embedder
 from karma_memory.core.errors import ConfigError, KarmaMemoryError
 from karma_memory.core.fleet.outbox import Outbox
 from karma_memory.core.fleet.records import (
     FIELDS_ATTR, NO_STAMP, AreaRecord, InvalidRecordError, ObjectRecord, Stamp, area_record, dominated, from_wire,
-    merge_records, node_record, object_relations, record_id, stamps_to_attr, to_wire,
+    merge_records, node_record, object_relations, pack, record_id, seq_key, stamps_to_attr, to_wire, unpack,
 )
-from karma_memory.core.long_term import LongTermMemory
+from karma_memory.core.long_term import LongTermMemory, TypeIndex
 from karma_memory.core.types import RELATIONS, ObjectObservation, ObservationKind, Relation
 
-__all__ = ["ChromaConfig", "ChromaBackend", "FleetStatus", "FLEET_ATTR"]
+__all__ = ["ChromaConfig", "ChromaBackend", "FleetStatus", "FLEET_ATTR", "EMBEDDERS", "TypeHashEmbedder"]
 
 #: graph attribute holding the fleet state saved with the graph: {"watermarks": {robot: seq},
 #: "removed": {object_id: wire metadata of the removal}}
 FLEET_ATTR = "fleet"
 OUTBOX_FILE = "fleet_outbox.sqlite3"
-_COLLECTION = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
+_COLLECTION = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,502}[a-zA-Z0-9]$")
+#: suffix of the writer registry collection (one row per robot that ever pushed to the collection)
+WRITERS = ".writers"
 _LOG = logging.getLogger("karma_memory.fleet")
 _CLIENT_LOCK = threading.Lock()
+#: ChromaConfig.embedder values
+EMBEDDERS = ("minilm", "type_hash")
+
+
+class TypeHashEmbedder:
+    """A model-free embedder for record vectors: one-hot of a stable hash of the text (same on every robot)."""
+
+    dim = EMBEDDING_DIM
+
+    def embed(self, texts: Iterable[str]) -> np.ndarray:
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for row, text in enumerate(texts):
+            out[row, int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") % self.dim] = 1.0
+        return out
 
 
 @dataclass(frozen=True)
@@ -68,17 +98,20 @@ class ChromaConfig:
     Attributes:
         robot_id: this robot's id, unique in the fleet (also the tie-breaker of the merge rule).
         host, port: the Chroma server (``chroma run --host 127.0.0.1 --port PORT``).
-        collection: the shared collection (3–512 chars of [a-zA-Z0-9._-]).
+        collection: the shared collection (3–504 chars of [a-zA-Z0-9._-]; ``<collection>.writers`` is its
+            writer registry).
         outbox: path of the durable outbox; "" = ``<memory directory>/fleet_outbox.sqlite3``.
         batch_size: records per upsert; a full batch is sent at once.
-        flush_interval_s: a partial batch is sent when its oldest row is this old, seconds.
+        flush_interval_s: least time between two pushes (a full batch goes at once), seconds.
         pull_interval_s: how often other robots' changes are fetched, seconds.
         pull_page_size: records per page when catching up on many changes.
         connect_timeout_s, request_timeout_s: HTTP timeouts, seconds; past them the server counts as down.
         retry_backoff_s, max_backoff_s: first and largest wait before reconnecting, seconds (doubles).
-        clock_skew_s: bound on the wall-clock difference between robots, seconds (pull safety margin).
-        discovery_interval_s: how often pulls also look for robots that are new or were idle, seconds.
+        discovery_interval_s: how often the pull reads the fleet's writer registry (robots that joined), seconds.
         durable: fsync every outbox append (False: survives a process crash but not a power cut).
+        embedder: record vectors on the server: "minilm" (the offline MiniLM, as the LTM's type index) or
+            "type_hash" (no model: one-hot of a hash of the type; vector queries then match exact types
+            only). Every robot of a fleet must use the same.
     """
 
     robot_id: str
@@ -87,40 +120,43 @@ class ChromaConfig:
     collection: str = "karma_fleet"
     outbox: str = ""
     batch_size: int = 128
-    flush_interval_s: float = 0.1
-    pull_interval_s: float = 0.1
+    flush_interval_s: float = 0.2
+    pull_interval_s: float = 0.2
     pull_page_size: int = 5000
     connect_timeout_s: float = 1.0
     request_timeout_s: float = 10.0
     retry_backoff_s: float = 0.25
     max_backoff_s: float = 5.0
-    clock_skew_s: float = 0.5
-    discovery_interval_s: float = 0.5
+    discovery_interval_s: float = 1.0
     durable: bool = True
+    embedder: str = "minilm"
 
     def __post_init__(self) -> None:
         if not isinstance(self.robot_id, str) or not self.robot_id.strip() or "@" in self.robot_id:
             raise ConfigError(f"ChromaConfig.robot_id must be a non-empty string without '@', got {self.robot_id!r}")
         if not _COLLECTION.match(self.collection):
-            raise ConfigError(f"ChromaConfig.collection must be 3-512 chars of [a-zA-Z0-9._-], got {self.collection!r}")
+            raise ConfigError(f"ChromaConfig.collection must be 3-504 chars of [a-zA-Z0-9._-], got {self.collection!r}")
         if not 0 < int(self.port) < 65536:
             raise ConfigError(f"ChromaConfig.port must be in [1, 65535], got {self.port!r}")
         for name in ("batch_size", "pull_page_size"):
             if not 1 <= getattr(self, name) <= 100_000:
                 raise ConfigError(f"ChromaConfig.{name} must be in [1, 100000], got {getattr(self, name)!r}")
         for name in ("flush_interval_s", "pull_interval_s", "connect_timeout_s", "request_timeout_s",
-                     "retry_backoff_s", "max_backoff_s", "clock_skew_s", "discovery_interval_s"):
+                     "retry_backoff_s", "max_backoff_s", "discovery_interval_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"ChromaConfig.{name} must be a positive number of seconds, got {value!r}")
         if self.max_backoff_s < self.retry_backoff_s:
             raise ConfigError("ChromaConfig.max_backoff_s must be >= retry_backoff_s")
+        if self.embedder not in EMBEDDERS:
+            raise ConfigError(f"ChromaConfig.embedder must be one of {list(EMBEDDERS)}, got {self.embedder!r}")
 
 
 @dataclass
 class FleetStatus:
-    """What the backend did so far (counters since start), whether the server is reachable, and how long
-    its requests took lately (ms, over the last 500 pushes / pulls)."""
+    """What the backend did so far (counters since start: records pushed / pulled / merged / rejected, and
+    push and pull requests made), whether the server is reachable, and how long its requests took lately
+    (ms, over the last 500 pushes / pulls)."""
 
     backend: str
     robot_id: str = ""
@@ -132,6 +168,8 @@ class FleetStatus:
     rejected: int = 0
     last_error: str = ""
     watermarks: dict[str, int] = field(default_factory=dict)
+    push_requests: int = 0
+    pull_requests: int = 0
     push_ms_p50: float = float("nan")
     push_ms_p95: float = float("nan")
     pull_ms_p50: float = float("nan")
@@ -153,9 +191,9 @@ class ChromaBackend:
     Args:
         memory: this robot's long-term memory (the backend merges into its graph).
         config: server, batching, timeouts.
-        embedder: embeds record documents for the server's vector index (default: offline MiniLM).
+        embedder: embeds object-type descriptions, the records' vectors (default: per ``config.embedder``).
         logger: where warnings go (a ``logging.Logger`` or an rclpy logger; messages are preformatted).
-        start: start the sync thread now (tests may drive a backend without it).
+        start: start the push and pull threads now (tests may drive a backend without them).
     """
 
     name = "chroma"
@@ -165,7 +203,7 @@ class ChromaBackend:
         self.memory = memory
         self.config = config
         self.robot_id = config.robot_id
-        self._embedder = embedder
+        self._embedder = embedder if embedder is not None or config.embedder == "minilm" else TypeHashEmbedder()
         self._log = logger or _LOG
         if config.outbox:
             path = Path(config.outbox)
@@ -176,7 +214,9 @@ class ChromaBackend:
         self.outbox = Outbox(path, durable=config.durable)
         self._inbox: queue.SimpleQueue[_Pull] = queue.SimpleQueue()
         self._stop = threading.Event()
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # wakes the push thread
+        self._pull_wake = threading.Event()  # wakes the pull thread
+        self._connected = threading.Event()  # set while the push thread holds a connection
         self._flush_wanted = threading.Event()
         self._lock = threading.Lock()
         self._pull_done = threading.Condition(self._lock)
@@ -188,9 +228,9 @@ class ChromaBackend:
         self._push_ms: deque[float] = deque(maxlen=500)  # request durations, for status()
         self._pull_ms: deque[float] = deque(maxlen=500)
         self._marks: dict[str, int] = dict(self._state()["watermarks"])  # writer -> newest seq seen
-        self._active: dict[str, float] = {}  # writer -> when its seq last advanced (monotonic s)
-        self._floor: int | None = None  # seq every record that lands from now on exceeds (None: pull exactly)
-        self._last_discovery = -math.inf
+        self._exact = False  # the first pull after start / resync was made (later pulls use seq@<writer> keys)
+        self._last_discovery = -math.inf  # when the writer registry was last read (monotonic s)
+        self._writers: Any = None  # the registry collection
         self._seq = self.outbox.last_seq
         self._pushed_seq = 0
         # own records pushed by this process need not come back — but those a previous run pushed after its
@@ -199,13 +239,17 @@ class ChromaBackend:
         self._tick = self.outbox.last_version  # observation ticks: strictly increasing, also across restarts
         self._collection: Any = None
         self._batch = config.batch_size  # adapted: halved after a timeout, grown back after successes
-        self._embedded: dict[str, str] = {}  # record id -> document the server holds an embedding of (sync thread)
+        self._last_push = -math.inf  # when the last push started (monotonic s): pushes are paced
+        self._embedded: dict[str, str] = {}  # record id -> type the server holds the vector of (push thread)
+        self._type_vectors: dict[str, list[float]] = {}  # object type -> its record vector (push thread)
         self._replay_outbox_locally()
-        self._thread = threading.Thread(target=self._run, name=f"fleet-sync-{self.robot_id}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"fleet-push-{self.robot_id}", daemon=True)
+        self._puller = threading.Thread(target=self._run_pulls, name=f"fleet-pull-{self.robot_id}", daemon=True)
         if start:
             import chromadb  # noqa: F401 — slow (seconds) the first time: pay it here, not in the first sync
 
             self._thread.start()
+            self._puller.start()
 
     # ==== owner side: local graph ==================================================================================
     def _state(self) -> dict[str, Any]:
@@ -340,22 +384,21 @@ class ChromaBackend:
                 continue
 
             def build(version: int, record: ObjectRecord = record) -> dict[str, Any]:
-                rid, meta, doc = to_wire(replace(record, robot_id=self.robot_id, version=version))
-                return {"id": rid, "meta": meta, "doc": doc}
+                rid, meta, _ = to_wire(replace(record, robot_id=self.robot_id, version=version))
+                return {"id": rid, "meta": meta}
 
             builders.append((record_id(object_id, self.robot_id), build))
         if builders:
             self.outbox.append(builders)
-            if len(self.outbox) >= self.config.batch_size:
-                self._wake.set()
+            self._wake.set()  # the push thread decides whether a push is due
 
     def publish_areas(self) -> int:
         """Queue this robot's areas (its map) for the server; returns how many."""
         builders = []
         for area in sg.area_ids(self.memory.graph):
             def build(version: int, area: str = area) -> dict[str, Any]:
-                rid, meta, doc = to_wire(area_record(self.memory.graph, area, self.robot_id, version))
-                return {"id": rid, "meta": meta, "doc": doc}
+                rid, meta, _ = to_wire(area_record(self.memory.graph, area, self.robot_id, version))
+                return {"id": rid, "meta": meta}
 
             builders.append((record_id(area, self.robot_id), build))
         self.outbox.append(builders)
@@ -384,7 +427,7 @@ class ChromaBackend:
         return self._apply(merged)
 
     def poll(self) -> list[sg.GraphChange]:
-        """Merge what the sync thread pulled since the last call (no I/O; call from the graph's owner thread)."""
+        """Merge what the pull thread fetched since the last call (no I/O; call from the graph's owner thread)."""
         changes: list[sg.GraphChange] = []
         areas: list[AreaRecord] = []
         merged = rejected = 0
@@ -456,22 +499,26 @@ class ChromaBackend:
         """After the graph was replaced (load, reset): pull again from the graph's own watermarks."""
         with self._lock:
             self._marks = dict(self._state()["watermarks"])
-            self._active.clear()
-            self._floor = None
+            self._exact = False
             self._own_caught_up = False
-        self._wake.set()
+        self._pull_wake.set()
 
     def save(self) -> Path | None:
         """Save the graph (with its fleet watermarks) when the memory has a directory."""
         return self.memory.save() if self.memory.directory is not None else None
 
-    # ==== sync thread ====================================================================================
-    def _embed(self, texts: list[str]) -> list[list[float]]:
-        if self._embedder is None:
-            from karma_memory.core.embedding import default_embedder
+    # ==== push and pull threads ==========================================================================
+    def _vectors(self, types: list[str]) -> list[list[float]]:
+        """The record vector of each type (embedded once per type and process)."""
+        missing = sorted({t for t in types if t not in self._type_vectors})
+        if missing:
+            if self._embedder is None:
+                from karma_memory.core.embedding import default_embedder
 
-            self._embedder = default_embedder()
-        return self._embedder.embed(texts).tolist()  # type: ignore[no-any-return]
+                self._embedder = default_embedder()
+            rows = self._embedder.embed([TypeIndex.describe(t) for t in missing])
+            self._type_vectors.update(zip(missing, np.asarray(rows, np.float32).tolist()))
+        return [self._type_vectors[t] for t in types]
 
     def _connect(self) -> None:
         from karma_memory.core.fleet.server import heartbeat
@@ -492,11 +539,15 @@ class ChromaBackend:
             session.timeout = httpx.Timeout(cfg.request_timeout_s, connect=cfg.connect_timeout_s)
         self._collection = client.get_or_create_collection(cfg.collection, embedding_function=None,
                                                            metadata={"hnsw:space": "cosine"})
+        self._writers = client.get_or_create_collection(cfg.collection + WRITERS, embedding_function=None)
+        self._writers.upsert(ids=[self.robot_id], embeddings=[[1.0]], metadatas=[{"robot_id": self.robot_id}])
+        self._discover()
         self._embedded.clear()  # after an outage the server may have lost records: send them whole again
 
     def _run(self) -> None:
+        """The push thread: (re)connects with backoff and sends the outbox, paced (see the module docstring)."""
         backoff = self.config.retry_backoff_s
-        next_try = next_pull = 0.0
+        next_try = 0.0
         while True:
             stopping = self._stop.is_set()
             now = time.monotonic()
@@ -507,24 +558,50 @@ class ChromaBackend:
                         continue
                     self._connect()
                     self._set_online(True)
+                    self._connected.set()
                     backoff = self.config.retry_backoff_s
-                self._push(force=stopping, until=None if stopping else next_pull)
+                self._push(force=stopping)
                 if stopping:
                     return
-                if self._pull_wanted or now >= next_pull:
-                    self._pull()
-                    next_pull = time.monotonic() + self.config.pull_interval_s
             except Exception as err:  # noqa: BLE001 — transport errors of any kind mean "server unavailable"
-                self._collection = None
-                self._set_online(False, f"{type(err).__name__}: {err}")
+                self._offline(err)
                 if stopping:
                     return
                 next_try = time.monotonic() + backoff
                 backoff = min(backoff * 2, self.config.max_backoff_s)
                 continue
-            flush_due = (self.config.flush_interval_s - self.outbox.oldest_age() if len(self.outbox)
+            flush_due = (self._last_push + self.config.flush_interval_s - time.monotonic() if len(self.outbox)
                          else self.config.flush_interval_s)
-            self._wait(min(flush_due, next_pull - time.monotonic()))
+            self._wait(flush_due)
+
+    def _run_pulls(self) -> None:
+        """The pull thread: every ``pull_interval_s`` (from the start of the last pull), or at once when asked.
+
+        Pulls run beside pushes (a slow upsert never delays what this robot learns, and the other way round);
+        on an error it hands the reconnection to the push thread and waits for it.
+        """
+        next_pull = 0.0
+        while not self._stop.is_set():
+            if not self._connected.is_set():  # the push thread (re)connects
+                self._connected.wait(0.1)
+                continue
+            started = time.monotonic()
+            if self._pull_wanted or started >= next_pull:
+                try:
+                    self._pull()
+                except Exception as err:  # noqa: BLE001 — as in _run
+                    self._offline(err)
+                    continue
+                next_pull = started + self.config.pull_interval_s
+            self._pull_wake.wait(max(0.001, next_pull - time.monotonic()))
+            self._pull_wake.clear()
+
+    def _offline(self, err: Exception) -> None:
+        """A request failed: the server counts as unavailable until the push thread reconnects."""
+        self._collection = None
+        self._connected.clear()
+        self._set_online(False, f"{type(err).__name__}: {err}")
+        self._wake.set()
 
     def _wait(self, seconds: float) -> None:
         self._wake.wait(max(0.001, seconds))
@@ -543,131 +620,149 @@ class ChromaBackend:
             self._log.info(f"fleet: connected to chroma server {self.config.host}:{self.config.port}, "
                            f"{len(self.outbox)} queued writes to replay")
 
-    def _push(self, force: bool = False, until: float | None = None) -> None:
-        """Upsert due batches; under a steady write load stop at ``until`` (monotonic) so pulls still run."""
+    def _push(self, force: bool = False) -> None:
+        """Upsert the due batches (see the module docstring)."""
         cfg = self.config
         while True:
-            if until is not None and time.monotonic() >= until and not self._flush_wanted.is_set():
-                return
             pending = len(self.outbox)
             if not pending:
                 self._flush_wanted.clear()
                 return
             due = (force or self._flush_wanted.is_set() or pending >= self._batch
-                   or self.outbox.oldest_age() >= cfg.flush_interval_s)
+                   or time.monotonic() - self._last_push >= cfg.flush_interval_s)
             if not due:
                 return
+            self._last_push = time.monotonic()
             entries = self.outbox.peek(self._batch)
             latest: dict[str, dict[str, Any]] = {}
             for entry in entries:  # rows are in version order: the last row of a record wins
                 latest[entry.record_id] = entry.payload
             payloads = list(latest.values())
-            # re-embedding is the server's costly part (an HNSW update): when the server already holds this
-            # record with an embedding of the same document, only the metadata changes
-            fresh = [p for p in payloads if self._embedded.get(p["id"]) != p["doc"]]
-            known = [p for p in payloads if self._embedded.get(p["id"]) == p["doc"]]
+            # an HNSW update is the server's costly write: a record whose vector (its type's) the server
+            # already holds gets a metadata-only update
+            fresh = [p for p in payloads if self._embedded.get(p["id"]) != p["meta"]["type"]]
+            known = [p for p in payloads if self._embedded.get(p["id"]) == p["meta"]["type"]]
             # the pull cursor: a sequence number given now, so a writer's records reach the server in seq order
             first = max(self._seq + 1, int(time.time() * 1e6))
             seqs = {p["id"]: first + i for i, p in enumerate(payloads)}
+            collection = self._collection
+            if collection is None:  # the pull thread lost the server meanwhile
+                raise ConnectionError("not connected")
             began = time.perf_counter()
             try:
                 if fresh:
-                    self._collection.upsert(ids=[p["id"] for p in fresh],
-                                            embeddings=self._embed([p["doc"] for p in fresh]),
-                                            metadatas=[dict(p["meta"], seq=seqs[p["id"]]) for p in fresh],
-                                            documents=[p["doc"] for p in fresh])
+                    collection.upsert(ids=[p["id"] for p in fresh],
+                                      embeddings=self._vectors([p["meta"]["type"] for p in fresh]),
+                                      metadatas=[self._stamped(p["meta"], seqs[p["id"]]) for p in fresh])
                 if known:
-                    self._collection.update(ids=[p["id"] for p in known],
-                                            metadatas=[dict(p["meta"], seq=seqs[p["id"]]) for p in known])
+                    collection.update(ids=[p["id"] for p in known],
+                                      metadatas=[self._stamped(p["meta"], seqs[p["id"]]) for p in known])
             except Exception as err:
                 if "Timeout" in type(err).__name__:  # a slow server: send smaller batches from now on
                     self._batch = max(8, self._batch // 2)
                 raise
+            elapsed_ms = (time.perf_counter() - began) * 1e3
             self._batch = min(cfg.batch_size, self._batch + max(1, self._batch // 4))
-            self._embedded.update((p["id"], p["doc"]) for p in payloads)
-            self._push_ms.append((time.perf_counter() - began) * 1e3)
+            self._embedded.update((p["id"], p["meta"]["type"]) for p in payloads)
             self._seq = first + len(payloads) - 1
             self.outbox.ack([e.row for e in entries], last_seq=self._seq)
             with self._lock:
+                self._push_ms.append(elapsed_ms)
+                self._status.push_requests += 1
                 self._status.pushed += len(payloads)
                 self._pushed_seq = self._seq
-                self._active[self.robot_id] = time.monotonic()
 
-    def _margin_us(self) -> int:
-        """How far below a pull's start (writer clocks) a record landing after it can be numbered."""
-        cfg = self.config
-        return int((cfg.request_timeout_s + 2 * cfg.clock_skew_s + cfg.pull_interval_s) * 1e6)
+    def _stamped(self, meta: dict[str, Any], seq: int) -> dict[str, Any]:
+        """A record's server metadata (:func:`pack`) with its push sequence number, also under the writer's key."""
+        return pack(dict(meta, seq=seq, **{seq_key(self.robot_id): seq}))
 
-    def _where(self) -> tuple[dict[str, Any], bool]:
-        """The pull filter, and whether it is a discovery pull (see :meth:`_pull`)."""
-        now = time.monotonic()
-        window = self._margin_us() / 2e6
+    def _where(self) -> dict[str, Any] | None:
+        """The pull filter (None: no other writer known yet, nothing to ask); see :meth:`_pull`."""
         with self._lock:
             marks = dict(self._marks)
             if self._own_caught_up:
                 marks[self.robot_id] = max(marks.get(self.robot_id, 0), self._pushed_seq)
-            active = sorted(r for r, t in self._active.items() if now - t <= window)
-            floor = self._floor
-        if floor is None:  # first pull (or after a reload): exactly what each known writer has added
+            exact = self._exact
+        if not exact:  # first pull (or after a reload): exactly what each known writer has added
             if not marks:
-                return {"seq": {"$gt": 0}}, True
+                return {"seq": {"$gt": 0}}
             clauses: list[dict[str, Any]] = [{"$and": [{"robot_id": r}, {"seq": {"$gt": int(w)}}]}
                                              for r, w in sorted(marks.items())]
             clauses.append({"$and": [{"robot_id": {"$nin": sorted(marks)}}, {"seq": {"$gt": 0}}]})
-            return (clauses[0] if len(clauses) == 1 else {"$or": clauses}), True
-        clauses = []
-        if active:  # writers seen lately: one clause from the slowest of them
-            clauses.append({"seq": {"$gt": int(min(marks[r] for r in active))}})
-        discovery = not active or now - self._last_discovery >= self.config.discovery_interval_s
-        if discovery:  # every other writer, known or new, above the floor of the last discovery pull
-            idle = [marks[r] for r in marks if r not in active]
-            low = max(floor, min(idle, default=floor))
-            clauses.append({"$and": [{"robot_id": {"$nin": active}}, {"seq": {"$gt": low}}]} if active
-                           else {"seq": {"$gt": low}})
-        return (clauses[0] if len(clauses) == 1 else {"$or": clauses}), discovery
+            return {"$or": clauses}
+        clauses = [{seq_key(r): {"$gt": int(w)}} for r, w in sorted(marks.items()) if r != self.robot_id]
+        if not clauses:
+            return None
+        return clauses[0] if len(clauses) == 1 else {"$or": clauses}
+
+    def _reject(self, rid: str, seq: Any, err: InvalidRecordError) -> None:
+        """Log an invalid record once (per id and seq) and count it; it is never merged."""
+        with self._lock:
+            new = (rid, seq) not in self._rejected_seen
+            self._rejected_seen.add((rid, seq))
+        if new:
+            self._log.warning(f"fleet: rejected a record from the server, not merged: {err}")
+
+    def _discover(self) -> None:
+        """Register this robot in the writer registry (at connect) or read it: new writers start at mark 0."""
+        writers = self._writers
+        if writers is None:
+            raise ConnectionError("not connected")
+        ids = writers.get(include=[])["ids"]
+        with self._lock:
+            for robot in ids:
+                self._marks.setdefault(robot, 0)
+        self._last_discovery = time.monotonic()
 
     def _pull(self) -> None:
-        """Fetch records newer than this robot has seen, with one ``where`` filter of at most two clauses.
+        """Fetch the records other writers pushed since this robot last saw them.
 
-        A writer's records reach the server in ``seq`` order, so for writers seen lately ("active")
-        one clause ``seq > min(their marks)`` is exact; records already seen in the overlap are dropped
-        here. Every ``discovery_interval_s`` a second clause covers idle and new writers:
-        ``seq > floor``, where the floor is the previous discovery pull's start minus request timeout,
-        twice the clock skew and a pull interval — any record landing after that pull was numbered
-        above it. The first pull after start asks each known writer exactly, from the saved marks.
+        A writer's records reach the server in ``seq`` order (it numbers a batch when sending it and
+        sends one batch at a time), so ``seq@w > mark(w)`` per known writer ``w`` is exact: one numeric
+        range each, OR-ed. The first pull after start (or a reload) asks each writer of the saved marks
+        ``robot_id == w and seq > mark(w)``, this robot included (what a previous run pushed after its
+        last save), and every other writer from zero; it also finds records written without the
+        per-writer key. Writers that join later come from the registry, read every
+        ``discovery_interval_s``.
         """
         with self._lock:
-            self._pull_wanted = False
+            wanted, self._pull_wanted = self._pull_wanted, False
             self._pulls_started += 1
             generation = self._pulls_started
             seen = dict(self._marks)
             if self._own_caught_up:
                 seen[self.robot_id] = max(seen.get(self.robot_id, 0), self._pushed_seq)
-        started = time.time()
         began = time.perf_counter()
-        where, discovery = self._where()
+        if self._exact and (wanted or time.monotonic() - self._last_discovery >= self.config.discovery_interval_s
+                            or self._where() is None):
+            self._discover()
+        where = self._where()
         offset, size = 0, self.config.pull_page_size
         marks: dict[str, int] = {}
         pulled = 0
-        while True:
-            result = self._collection.get(where=where, include=["metadatas"], limit=size, offset=offset)
+        collection = self._collection
+        if collection is None:
+            raise ConnectionError("not connected")
+        while where is not None:
+            result = collection.get(where=where, include=["metadatas"], limit=size, offset=offset)
             ids, metas = result["ids"], result["metadatas"] or [None] * len(result["ids"])
             records: list[ObjectRecord | AreaRecord] = []
-            for rid, meta in zip(ids, metas):
+            for rid, stored in zip(ids, metas):
+                try:
+                    meta = unpack(stored)
+                except InvalidRecordError as err:
+                    self._reject(rid, stored.get("seq"), InvalidRecordError(f"record {rid!r}: {err}"))
+                    continue
                 robot = meta.get("robot_id") if isinstance(meta, Mapping) else None
                 seq = meta.get("seq") if isinstance(meta, Mapping) else None
                 if isinstance(robot, str) and isinstance(seq, int) and not isinstance(seq, bool):
                     if seq <= seen.get(robot, 0):
-                        continue  # seen already (the overlap of the one-clause filter)
+                        continue  # seen already (own records, or a re-read after a reload)
                     marks[robot] = max(marks.get(robot, 0), seq)
                 try:
                     records.append(from_wire(rid, meta))
                 except InvalidRecordError as err:
-                    with self._lock:
-                        new = (rid, seq) not in self._rejected_seen
-                        self._rejected_seen.add((rid, seq))
-                    if new:
-                        self._log.warning(f"fleet: rejected a record from the server, not merged: {err}")
+                    self._reject(rid, seq, err)
             pulled += len(ids)
             last = len(ids) < size
             if records or (last and marks):
@@ -675,15 +770,13 @@ class ChromaBackend:
             if last:
                 break
             offset += size
-        now = time.monotonic()
-        self._pull_ms.append((time.perf_counter() - began) * 1e3)
         with self._lock:
+            if where is not None:
+                self._pull_ms.append((time.perf_counter() - began) * 1e3)
+                self._status.pull_requests += 1
             for robot, seq in marks.items():
                 self._marks[robot] = max(self._marks.get(robot, 0), seq)
-                self._active[robot] = now
-            if discovery:
-                self._floor = int(started * 1e6) - self._margin_us()
-                self._last_discovery = now
+            self._exact = True
             self._own_caught_up = True
             self._status.pulled += pulled
             self._pulls_finished = generation
@@ -691,7 +784,7 @@ class ChromaBackend:
 
     # ==== control ========================================================================================
     def flush(self, timeout_s: float = 5.0) -> bool:
-        """Ask the sync thread to send everything queued now; True when the outbox emptied in time."""
+        """Ask the push thread to send everything queued now; True when the outbox emptied in time."""
         deadline = time.monotonic() + timeout_s
         self._flush_wanted.set()
         self._wake.set()
@@ -710,11 +803,11 @@ class ChromaBackend:
         with self._lock:
             wanted = self._pulls_started + 1  # a pull in progress may predate this call
             self._pull_wanted = True
-        self._wake.set()
+        self._pull_wake.set()
         with self._pull_done:
             while self._pulls_finished < wanted and time.monotonic() < deadline:
                 self._pull_wanted = True
-                self._wake.set()
+                self._pull_wake.set()
                 self._pull_done.wait(0.02)
         return self.poll()
 
@@ -727,18 +820,27 @@ class ChromaBackend:
                              pull_ms_p50=_quantile(self._pull_ms, 0.5), pull_ms_p95=_quantile(self._pull_ms, 0.95))
         return status
 
+    def reset_timings(self) -> None:
+        """Forget the request durations measured so far (a benchmark's warm-up), keeping the counters."""
+        with self._lock:
+            self._push_ms.clear()
+            self._pull_ms.clear()
+
     def rejected_records(self) -> set[tuple[str, Any]]:
         """(record id, version) of every record rejected since start."""
         with self._lock:
             return set(self._rejected_seen)
 
     def close(self, flush_timeout_s: float = 2.0) -> None:
-        """Try to send what is queued (up to ``flush_timeout_s``), stop the thread, close the outbox."""
+        """Try to send what is queued (up to ``flush_timeout_s``), stop the threads, close the outbox."""
         if self._thread.is_alive():
             self.flush(flush_timeout_s)
-            self._stop.set()
-            self._wake.set()
-            self._thread.join(self.config.request_timeout_s + self.config.connect_timeout_s + 1.0)
+        self._stop.set()
+        self._wake.set()
+        self._pull_wake.set()
+        for thread in (self._thread, self._puller):
+            if thread.is_alive():
+                thread.join(self.config.request_timeout_s + self.config.connect_timeout_s + 1.0)
         self.outbox.close()
 
 

@@ -1,7 +1,7 @@
 """Durable outbox of writes waiting for the shared store: SQLite in WAL mode, fsync'ed per append.
 
 A robot appends every record it writes here first (one transaction per batch of observations),
-and the sync thread deletes rows only after the server acknowledged them. So a robot that loses the
+and the push thread deletes rows only after the server acknowledged them. So a robot that loses the
 server, or is killed (even ``kill -9``) between an observation and its upload, replays the rows on the
 next start; the server keys records by id and every row carries its record version, so a replay is an
 idempotent upsert — nothing lost, nothing applied twice. A row holds the record's whole merged state, so

@@ -17,6 +17,16 @@ Version and sequence
     reach the server in ``seq`` order, so a reader asks for ``seq`` above what it has seen, with a
     ``where`` filter, never re-reading everything. The observation time (``stamp``) is *not* usable as
     a cursor: a robot coming back online replays writes with old stamps, which a time watermark skips.
+    The server copy also carries ``seq`` under the writer's own key ``seq@<robot_id>`` (:func:`seq_key`),
+    so a reader's filter is one numeric range per writer.
+
+Server layout
+    :func:`to_wire` gives a record's metadata as flat JSON scalars (the logical format that
+    :func:`from_wire` validates). On the server only what filters use stays flat — ``robot_id``,
+    ``type``, ``seq`` and ``seq@<robot_id>`` — and the rest travels as one compact JSON string under
+    ``r`` (:func:`pack`, :func:`unpack`): the server's cost of a record grows with its metadata keys
+    (one SQLite row each), ~1.7 ms a record with 18 keys against ~0.9 ms with 5 here, and reads halve
+    too. :func:`unpack` also accepts a flat record, so both layouts read the same.
 
 Merge rule (newest observation wins, per field)
     For every field independently, the value with the greatest field stamp wins, where stamps compare
@@ -56,6 +66,9 @@ __all__ = [
     "ObjectRecord",
     "AreaRecord",
     "record_id",
+    "seq_key",
+    "pack",
+    "unpack",
     "merge_records",
     "dominated",
     "stamps_to_attr",
@@ -84,6 +97,11 @@ class InvalidRecordError(InvalidObservationError):
 def record_id(object_id: str, robot_id: str) -> str:
     """Server id of one robot's record of one object (or area)."""
     return f"{object_id}@{robot_id}"
+
+
+def seq_key(robot_id: str) -> str:
+    """Metadata key holding a record's push sequence number under its writer's name (the pull cursor)."""
+    return f"seq@{robot_id}"
 
 
 @dataclass(frozen=True)
@@ -218,6 +236,41 @@ def to_wire(record: ObjectRecord | AreaRecord) -> tuple[str, dict[str, Any], str
     document = " ".join(p for p in (record.object_type, relations, " ".join(s for s in record.states if s != "none"))
                         if p)
     return record.record_id, meta, document
+
+
+#: metadata keys kept flat on the server (filters use them); see "Server layout" in the module docstring
+FLAT_KEYS = ("robot_id", "type", "seq")
+#: the key holding the rest of a record's metadata as JSON on the server
+PACKED_KEY = "r"
+
+
+def pack(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Server layout of a record's metadata: filterable keys flat, the rest as JSON under ``r``.
+
+    >>> pack({"robot_id": "r1", "type": "Mug", "seq": 5, "seq@r1": 5, "x": 1.0})
+    {'robot_id': 'r1', 'type': 'Mug', 'seq': 5, 'seq@r1': 5, 'r': '{"x":1.0}'}
+    """
+    flat = {k: v for k, v in meta.items() if k in FLAT_KEYS or k.startswith("seq@")}
+    flat[PACKED_KEY] = _json({k: v for k, v in meta.items() if k not in flat})
+    return flat
+
+
+def unpack(meta: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The flat metadata of a record as stored on the server (a flat record is returned as is).
+
+    Raises:
+        InvalidRecordError: ``r`` is not a JSON object.
+    """
+    if not isinstance(meta, Mapping) or PACKED_KEY not in meta:
+        return meta
+    try:
+        rest = json.loads(meta[PACKED_KEY]) if isinstance(meta[PACKED_KEY], str) else None
+    except json.JSONDecodeError as err:
+        raise InvalidRecordError(f"packed metadata is not JSON: {str(meta[PACKED_KEY])[:60]!r}") from err
+    if not isinstance(rest, dict):
+        raise InvalidRecordError(f"packed metadata must be a JSON object, got {str(meta[PACKED_KEY])[:60]!r}")
+    rest.update((k, v) for k, v in meta.items() if k != PACKED_KEY)  # the flat (filtered-on) keys win
+    return rest
 
 
 def _need(meta: Mapping[str, Any], key: str, kinds: type | tuple[type, ...]) -> Any:
