@@ -21,7 +21,6 @@ from karma_memory.core.embedding import Embedder
 from karma_memory.core.errors import PlanValidationError, UnknownObjectError
 from karma_memory.core.glosses import ATTRIBUTES, gloss, type_words, with_attributes
 from karma_memory.core.lexicon import PIECE_BASES, PIECE_TYPES, capabilities, resolve_type
-from karma_memory.core.memory_access import AgentMemory
 from karma_memory.core.planner.base import Plan, PlanningContext
 from karma_memory.core.priors import receptacle_priors
 from karma_memory.core.planner.language import Intent, Phrase, parse_instruction
