@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["GLOSSES", "ATTRIBUTES", "gloss", "type_words", "with_attributes"]
+__all__ = ["GLOSSES", "ATTRIBUTES", "gloss", "type_words", "words", "with_attributes"]
 
 GLOSSES: dict[str, str] = {
     "Apple": "an apple, a round red fruit",
@@ -96,6 +96,15 @@ ATTRIBUTES = frozenset({"red", "green", "yellow", "orange", "brown", "white", "b
                         "small", "big", "tall", "standing", "sharp", "soft", "cuddly", "heavy", "flat"})
 
 
+def words(text: str) -> set[str]:
+    """The lower-case words of a text.
+
+    >>> sorted(words("A round, red fruit"))
+    ['a', 'fruit', 'red', 'round']
+    """
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
 def with_attributes(text: str, object_types: list[str]) -> list[str]:
     """The types whose gloss has every attribute word of ``text`` (order kept); all of them when none fits.
 
@@ -104,10 +113,10 @@ def with_attributes(text: str, object_types: list[str]) -> list[str]:
     >>> with_attributes("the vegetable", ["Lettuce", "Tomato"])
     ['Lettuce', 'Tomato']
     """
-    wanted = set(re.findall(r"[a-z]+", text.lower())) & ATTRIBUTES
+    wanted = words(text) & ATTRIBUTES
     if not wanted:
         return list(object_types)
-    fitting = [t for t in object_types if wanted <= set(re.findall(r"[a-z]+", gloss(t).lower()))]
+    fitting = [t for t in object_types if wanted <= words(gloss(t))]
     return fitting or list(object_types)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from karma_memory.core.embedding import Embedder
 from karma_memory.core.errors import PlanValidationError, UnknownObjectError
-from karma_memory.core.glosses import ATTRIBUTES, gloss, type_words, with_attributes
+from karma_memory.core.glosses import ATTRIBUTES, gloss, type_words, with_attributes, words
 from karma_memory.core.lexicon import PIECE_BASES, PIECE_TYPES, capabilities, resolve_type
 from karma_memory.core.planner.base import Plan, PlanningContext
 from karma_memory.core.priors import receptacle_priors
@@ -72,10 +72,6 @@ class DialogueState:
     def mention(self, grounded: Grounded) -> Grounded:
         self.mentions.append(grounded)
         return grounded
-
-
-def _attributes(text: str) -> set[str]:
-    return set(re.findall(r"[a-z]+", text.lower())) & ATTRIBUTES
 
 
 def _can(object_type: str, role: str) -> bool:
@@ -167,20 +163,19 @@ class SymbolicPlanner:
         except UnknownObjectError:
             return []
         found = with_attributes(text, [t for t in found if _can(t, role)] or found)
-        words = set(text.split())
-        if len(found) > 1 and not any(set(type_words(t).split()) <= words for t in found):
-            found = self._by_meaning(text, found)  # a category word ("the starchy vegetable"): the best fit first
+        if len(found) > 1 and not any(set(type_words(t).split()) <= set(text.split()) for t in found):
+            scores = self._meaning(text, found)  # a category word ("the starchy vegetable"): the best fit first
+            found = sorted(found, key=lambda t: -scores[t])
         present = [t for t in found if t not in self._unavailable]
         if not present:
             raise PlanValidationError(f"no {text} found: searched every area and where a {found[0]} is usually "
                                       "kept")
         return present
 
-    def _by_meaning(self, text: str, object_types: list[str]) -> list[str]:
-        """Types ordered by how well their gloss means ``text`` (stable for ties)."""
+    def _meaning(self, text: str, object_types: list[str]) -> dict[str, float]:
+        """How well each type's gloss means ``text`` (cosine of the sentence embeddings)."""
         vectors = self._embed([text] + [gloss(t) for t in object_types])
-        sims = (vectors[1:] @ vectors[0]).tolist()
-        return [t for _, t in sorted(zip(sims, object_types), key=lambda pair: -pair[0])]
+        return dict(zip(object_types, (vectors[1:] @ vectors[0]).tolist()))
 
     def _embed(self, texts: list[str]) -> np.ndarray | None:
         if self._embedder is None:
@@ -238,8 +233,8 @@ class SymbolicPlanner:
         named = [] if _VAGUE.search(phrase.text) else self._lexical(phrase.text, role)
         if named:  # "the washed tomato" is a tomato (or its slices), never the washed mug; "the heated cup" a mug
             exact = [u for u in units if PIECE_BASES.get(u.object_type, u.object_type) in named or u.object_type in named]
-            words = {w for t in named for w in type_words(t).split()}
-            units = exact or [u for u in units if words & set(re.findall(r"[a-z]+", gloss(u.object_type).lower()))]
+            names = {w for t in named for w in type_words(t).split()}
+            units = exact or [u for u in units if names & words(gloss(u.object_type))]
         if not units:
             return None
         vectors = self._embed([phrase.text] + [u.description() for u in units])
@@ -325,8 +320,7 @@ class SymbolicPlanner:
                                               and t not in PIECE_TYPES.values() and t not in self._target_hint])
         if not types:
             raise PlanValidationError(f"no object in this scene can be {phrase.text!r}")
-        vectors = self._embed([phrase.text] + [gloss(t) for t in types])
-        type_sims = dict(zip(types, (vectors[1:] @ vectors[0]).tolist()))
+        type_sims = self._meaning(phrase.text, types)
         if self._target_hint:  # "something to wash myself with in the bathtub": things that go there
             priors = receptacle_priors()
             for t in types:
@@ -344,7 +338,7 @@ class SymbolicPlanner:
                     chosen = max(stated, key=lambda u: (type_sims.get(PIECE_BASES.get(u.object_type, u.object_type),
                                                                       -1.0), u.last_seen))
             else:  # the kind meant (any that fits when the words name a look: "a red food"), the one last handled
-                kinds = set(types) if _attributes(phrase.text) else {best_type}
+                kinds = set(types) if words(phrase.text) & ATTRIBUTES else {best_type}
                 same = [u for u in units if PIECE_BASES.get(u.object_type, u.object_type) in kinds]
                 chosen = max(same, key=lambda u: u.last_seen) if same else None
             if chosen is not None:
@@ -450,14 +444,19 @@ class SymbolicPlanner:
                         key=lambda t: (-priors[t], t))
         return [c for kind in ranked[:kinds] for c in self._every(kind)][:limit]
 
-    def _places(self, text: str, furniture_limit: int = 3) -> list[Grounded]:
-        """Where a location phrase says to look ("from the sink", "hidden in a drawer"): every drawer it may
-        mean, the nearest few sinks or tables; nothing for a place that is itself carried (a plate)."""
+    def _furniture(self, text: str) -> list[str]:
+        """The receptacle types a location phrase names, when they stay put (not a plate that is carried)."""
         try:
             place = self._lexical(text, "receptacle")
         except PlanValidationError:
             return []
-        if not place or "pickupable" in capabilities(place[0]):
+        return [] if not place or "pickupable" in capabilities(place[0]) else place
+
+    def _places(self, text: str, furniture_limit: int = 3) -> list[Grounded]:
+        """Where a location phrase says to look ("from the sink", "hidden in a drawer"): every drawer it may
+        mean, the nearest few sinks or tables; nothing for a place that is itself carried (a plate)."""
+        place = self._furniture(text)
+        if not place:
             return []
         found = self._every(place[0])
         return found if "openable" in capabilities(place[0]) else found[:furniture_limit]
@@ -473,8 +472,8 @@ class SymbolicPlanner:
         """"Serve it on a dish on the table": a movable target with a place of its own goes there first."""
         if not phrase.location or not target.movable or "pickupable" not in capabilities(target.object_type):
             return
-        place = self._lexical(phrase.location, "receptacle")
-        if not place or "pickupable" in capabilities(place[0]):
+        place = self._furniture(phrase.location)
+        if not place:
             return
         try:
             if self._place_of(target, phrase.text).object_type in place:
