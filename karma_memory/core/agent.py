@@ -127,10 +127,10 @@ class KarmaAgent:
         """Fold what the robot sees into memory; objects it acted on count as used (STM material)."""
         visible = self.executor.visible_objects()
         derived = dict(derived or {})
-        kept = self._done_to(visible)
-        resident = {u.object_id for u in self.memory.stm_units()}
+        remembered = {u.object_id: u.states for u in self.memory.stm_units()}
+        kept = self._done_to(visible, remembered)
         for object_id, states in kept.items():  # a new slice: remembered like something the robot made
-            if object_id not in resident:
+            if object_id not in remembered:
                 derived[object_id] = derived.get(object_id, ()) + states
         observations: list[ObjectObservation] = []
         for obs in thor_object_observations(visible, stamp=self._stamp(), source="perception"):
@@ -146,10 +146,11 @@ class KarmaAgent:
             observations.append(obs)
         self.memory.observe(observations)
 
-    def _done_to(self, visible: list[dict]) -> dict[str, tuple[str, ...]]:
-        """States THOR cannot show that memory holds of what is in sight: washed and heated stay true of an
-        object (and of its slices) after the tap is off or it cooled, until it is seen dirty."""
-        remembered = {u.object_id: u.states for u in self.memory.stm_units()}
+    @staticmethod
+    def _done_to(visible: list[dict], remembered: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        """States THOR cannot show that memory (``remembered``: STM unit id → states) holds of what is in
+        sight: washed and heated stay true of an object (and of its slices) after the tap is off or it
+        cooled, until it is seen dirty."""
         out: dict[str, tuple[str, ...]] = {}
         for obj in visible:
             object_id = str(obj["objectId"])
