@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import rclpy
 from rclpy.action import ActionClient
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
@@ -34,12 +34,29 @@ class KarmaClient:
         self.node: Node = rclpy.create_node(name)
         self.messages: dict[str, list[Any]] = {}
         self._cond = threading.Condition()
+        self._publishers: dict[str, Any] = {}
+        # Clients are made once and kept: destroying one while the executor spins races inside rclpy
+        # (ros2/rclpy#1355, #1385) and kills the spinning thread, after which nothing is ever answered.
+        self._services: dict[str, Any] = {}
+        self._actions: dict[str, ActionClient] = {}
+        self._helpers: list[Node] = []
+        self._running = True
         self._executor = MultiThreadedExecutor(num_threads=2)
         self._executor.add_node(self.node)
-        self._thread: threading.Thread | None = threading.Thread(target=self._executor.spin, daemon=True)
+        self._thread: threading.Thread | None = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
-        self._publishers: dict[str, Any] = {}
-        self._helpers: list[Node] = []
+
+    def _spin(self) -> None:
+        """Spin until closed; an error inside rclpy is logged and spinning goes on."""
+        while self._running:
+            try:
+                self._executor.spin_once(timeout_sec=0.1)
+            except ExternalShutdownException:
+                return
+            except Exception as err:  # noqa: BLE001 - a dead spinner would silently stop every answer
+                if not self._running or not self._executor.context.ok():
+                    return
+                self.node.get_logger().error(f"executor error (still spinning): {err!r}")
 
     def subscribe(self, kind: type, topic: str, qos: QoSProfile | int = 10) -> list[Any]:
         """Record every message of ``topic``; returns the (live) list."""
@@ -76,13 +93,12 @@ class KarmaClient:
         self._publishers[topic].publish(msg)
 
     def call(self, kind: type, name: str, request: Any, timeout: float = 10.0) -> Any:
-        client = self.node.create_client(kind, name)
-        try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                raise TimeoutError(f"service {name} not available")
-            return _wait(client.call_async(request), timeout)
-        finally:
-            self.node.destroy_client(client)
+        client = self._services.get(name)
+        if client is None:
+            client = self._services[name] = self.node.create_client(kind, name)
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {name} not available")
+        return _wait(client.call_async(request), timeout)
 
     def run_action(self, kind: type, name: str, goal: Any, timeout: float = 60.0,
                    on_feedback: Callable[[Any], None] | None = None,
@@ -91,36 +107,40 @@ class KarmaClient:
 
         ``cancel_when(feedback so far)`` returning True cancels the goal (the server stops at the next step).
         """
-        # An ActionClient made on a node that is spinning can be polled by the executor thread before its
-        # constructor finished (rclpy race: "'ActionClient' object has no attribute '_lock'"), so it is made
-        # on a helper node that joins the executor only afterwards.
-        helper = rclpy.create_node(f"{self.node.get_name()}_action_{len(self._helpers)}")
-        self._helpers.append(helper)
-        client = ActionClient(helper, kind, name)
-        self._executor.add_node(helper)
+        client = self.wait_for_action(kind, name, timeout)
         feedback: list[Any] = []
-        try:
-            if not client.wait_for_server(timeout_sec=timeout):
-                raise TimeoutError(f"action {name} not available")
-            accepted: list[Any] = []
+        accepted: list[Any] = []
 
-            def keep(message: Any) -> None:
-                feedback.append(message.feedback)
-                if on_feedback is not None:
-                    on_feedback(message.feedback)
-                if cancel_when is not None and accepted and cancel_when(feedback):
-                    accepted[0].cancel_goal_async()
+        def keep(message: Any) -> None:
+            feedback.append(message.feedback)
+            if on_feedback is not None:
+                on_feedback(message.feedback)
+            if cancel_when is not None and accepted and cancel_when(feedback):
+                accepted[0].cancel_goal_async()
 
-            handle = _wait(client.send_goal_async(goal, feedback_callback=keep), timeout)
-            if not handle.accepted:
-                raise RuntimeError(f"goal to {name} rejected")
-            accepted.append(handle)
-            response = _wait(handle.get_result_async(), timeout)
-            return response.status, response.result, feedback
-        finally:
-            self._executor.remove_node(helper)
-            client.destroy()
-            helper.destroy_node()
+        handle = _wait(client.send_goal_async(goal, feedback_callback=keep), timeout)
+        if not handle.accepted:
+            raise RuntimeError(f"goal to {name} rejected")
+        accepted.append(handle)
+        response = _wait(handle.get_result_async(), timeout)
+        return response.status, response.result, feedback
+
+    def wait_for_action(self, kind: type, name: str, timeout: float = 10.0) -> ActionClient:
+        """The one ActionClient for ``name``, once its server is available (TimeoutError if not).
+
+        Waiting ahead of the first goal also lets the server discover this client's feedback subscription:
+        feedback published before that match is lost (DDS discovery is not symmetric in time). Each client
+        is made on its own helper node that joins the executor only afterwards: an ActionClient made on a
+        spinning node can be polled before its constructor finished (ros2/rclpy#1589).
+        """
+        if name not in self._actions:
+            helper = rclpy.create_node(f"{self.node.get_name()}_action_{len(self._helpers)}")
+            self._helpers.append(helper)
+            self._actions[name] = ActionClient(helper, kind, name)
+            self._executor.add_node(helper)
+        if not self._actions[name].wait_for_server(timeout_sec=timeout):
+            raise TimeoutError(f"action {name} not available")
+        return self._actions[name]
 
     def execute_task(self, instruction: str, namespace: str = "", goal_conditions: str = "", scene: str = "",
                      timeout: float = 120.0, on_feedback: Callable[[Any], None] | None = None) -> Any:
@@ -134,13 +154,12 @@ class KarmaClient:
     def close(self) -> None:
         if self._thread is None:
             return
+        self._running = False
+        self._thread.join(timeout=2.0)
         self._executor.shutdown(timeout_sec=2.0)
+        for client in self._actions.values():
+            client.destroy()
+        for helper in self._helpers:
+            helper.destroy_node()
         self.node.destroy_node()
         self._thread = None
-
-
-def _wait(future: Any, timeout: float) -> Any:
-    done = threading.Event()
-    future.add_done_callback(lambda _f: done.set())
-    assert done.wait(timeout), f"no answer within {timeout} s"
-    return future.result()

@@ -65,6 +65,8 @@ def probe(stack: StackProcess) -> Iterator[Probe]:
     probe.subscribe(Header, f"{NS}/long_term_memory/processed", EVENTS)
     probe.subscribe(Header, f"{NS}/short_term_memory/processed", EVENTS)
     assert probe.wait_for(lambda: probe.latest(f"{NS}/scene_graph") is not None, 30.0), stack.text()
+    probe.wait_for_action(ExecuteSkill, f"{NS}/execute_skill", 30.0)
+    probe.wait_for_action(ExecuteTask, f"{NS}/execute_task", 30.0)
     yield probe
     probe.close()
 
@@ -82,7 +84,7 @@ def _settled(probe: Probe, quiet_s: float = 0.5) -> int:
     acks = probe.messages[f"{NS}/long_term_memory/processed"]
     while True:
         seen = len(probe.messages[f"{NS}/scene_graph"]), len(acks)
-        assert probe.wait_for(lambda: not acks or acks[-1].frame_id == str(_graph(probe).version), 5.0)
+        assert probe.wait_for(lambda: not acks or acks[-1].frame_id == str(_graph(probe).version), 20.0)
         time.sleep(quiet_s)
         if (len(probe.messages[f"{NS}/scene_graph"]), len(acks)) == seen:
             return _graph(probe).version
@@ -105,9 +107,10 @@ def test_execute_skill_moves_the_robot_and_updates_the_graph(probe: Probe, stack
     status, result, feedback = probe.run_action(ExecuteSkill, f"{NS}/execute_skill",
                                                 ExecuteSkill.Goal(skill="GoToObject", args_json='{"object": "Fridge"}'))
     assert result.success, result.message
-    assert result.object_id.startswith("Fridge|") and result.steps > 0 and result.sim_time_s > 0
-    assert [f.status.split(" ")[0] for f in feedback] == ["running", "finished"]
-    assert probe.wait_for(lambda: _graph(probe).version > before, 5.0)
+    assert result.object_id.startswith("Fridge|") and result.steps > 0 and result.sim_time_s > 0, result
+    assert [f.status.split(" ")[0] for f in feedback] == ["running", "finished"], feedback
+    # snapshots are throttled to a CPU duty (seconds apart on a loaded machine); every observation bumps the version
+    assert probe.wait_for(lambda: _graph(probe).version > before, 20.0), (before, stack.text()[-3000:])
     status, result, _ = probe.run_action(ExecuteSkill, f"{NS}/execute_skill",
                                          ExecuteSkill.Goal(skill="Fly", args_json="{}"))
     assert not result.success and "unknown skill 'Fly'" in result.message

@@ -499,6 +499,7 @@ class NodeRig:
         rclpy.init(context=self.context, domain_id=int(self.env["ROS_DOMAIN_ID"]),
                    signal_handler_options=SignalHandlerOptions.NO)
         self.node = Node("karma_test_listener", context=self.context)
+        self._clients: dict[str, Any] = {}
         self.snapshots = snapshots
         if snapshots:  # full graphs are costly to deserialize in Python: a load test leaves them out
             self.node.create_subscription(SceneGraph, "/scene_graph", lambda m: self._on("scene_graph", m), LATCHED)
@@ -717,20 +718,22 @@ class NodeRig:
         return thread
 
     def call(self, service: str, kind: Any, request: Any, timeout: float = 10.0) -> Any:
-        """Call a service of a node from the listener (spinning in its own thread)."""
-        client = self.node.create_client(kind, service)
-        try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                raise TimeoutError(f"service {service} is not available")
-            future = client.call_async(request)
-            deadline = time.monotonic() + timeout
-            while not future.done():
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"service {service} did not answer in {timeout} s")
-                time.sleep(0.01)
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+        """Call a service of a node from the listener (spinning in its own thread).
+
+        Clients are kept: destroying one while the executor spins can kill the spinner (ros2/rclpy#1355).
+        """
+        client = self._clients.get(service)
+        if client is None:
+            client = self._clients[service] = self.node.create_client(kind, service)
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {service} is not available")
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"service {service} did not answer in {timeout} s")
+            time.sleep(0.01)
+        return future.result()
 
     def reset_memories(self) -> None:
         """Forget everything in both memories (LTM keeps its areas) and wait for the emptied snapshots."""
