@@ -13,11 +13,14 @@ from typing import Iterator
 import pytest
 from chroma_server import chroma_server, raw_collection  # noqa: F401 (fixture)
 from geometry_msgs.msg import Point
-from karma_interfaces.msg import ObjectObservation, ObjectObservationArray, SceneGraph, SceneGraphDelta
+from karma_interfaces.msg import (
+    FleetRecords, ObjectObservation, ObjectObservationArray, SceneGraph, SceneGraphDelta,
+)
 from std_msgs.msg import Header, String
 
 from karma_memory.core.errors import ConfigError
 from karma_memory.core.fleet import ChromaConfig, FleetStatus
+from karma_memory.core.fleet.records import FIELDS, ObjectRecord, to_wire
 from karma_memory.core.fleet.settings import backend_settings, default_robot_id, fleet_parameters, status_dict
 from karma_memory.core.long_term import LongTermMemory
 from karma_memory.launcher import coerce_overrides
@@ -44,7 +47,8 @@ def test_backend_settings_from_parameters() -> None:
     values.update({"ltm_backend": "chroma", "fleet.port": 9100, "fleet.batch_size": 64})
     name, config, node = backend_settings(values, "/robot1")
     assert (name, config.robot_id, config.port, config.batch_size) == ("chroma", "robot1", 9100, 64)
-    assert node == {"poll_interval_s": 0.05, "status_interval_s": 1.0}
+    assert node == {"poll_interval_s": 0.05, "status_interval_s": 1.0, "live_topic": "/fleet/records"}
+    assert backend_settings(dict(values, **{"fleet.live_topic": ""}), "/robot1")[2]["live_topic"] == ""
     assert backend_settings(dict(values, **{"fleet.robot_id": "scout"}), "/robot1")[1].robot_id == "scout"
     assert default_robot_id("/site/robot 2") == "site_robot_2" and default_robot_id("/", "host-7") == "host-7"
     for bad, reason in [({"ltm_backend": "cloud"}, "ltm_backend must be one of"),
@@ -52,6 +56,8 @@ def test_backend_settings_from_parameters() -> None:
                         ({"fleet.pull_interval_s": 0.0}, "pull_interval_s must be a positive"),
                         ({"fleet.embedder": "bert"}, "embedder must be one of"),
                         ({"fleet.poll_interval_s": -1.0}, "poll_interval_s must be a positive"),
+                        ({"fleet.live_topic": "fleet/records"}, "absolute topic name"),
+                        ({"fleet.live_topic": 3}, "absolute topic name"),
                         ({"fleet.robot_id": "a@b"}, "without '@'")]:
         with pytest.raises(ConfigError, match=reason):
             backend_settings(dict(values, **bad), "/robot1")
@@ -170,6 +176,33 @@ def test_an_observation_on_robot1_reaches_robot2s_scene_graph(probe: Probe, chro
     assert lag < 10.0
 
 
+def test_the_live_topic_carries_records_and_bad_messages_are_dropped(probe: Probe,  # noqa: F811
+                                                                    stacks: dict[str, tuple[StackProcess, Path]]
+                                                                    ) -> None:
+    received = _status(probe, "robot2")["live_received"]
+    _observe(probe, "robot1", "Mug|4", 1.0, 1.7e9 + 5)
+    assert probe.wait_for(lambda: _node(probe, "robot2", "Mug|4") is not None, 15.0)
+    assert probe.wait_for(lambda: _status(probe, "robot2")["live_received"] > received, 5.0)
+    assert _status(probe, "robot1")["live_sent"] >= 1
+    # malformed messages on the fleet's topic: logged, dropped, never merged; the nodes keep serving
+    rid, meta, _ = to_wire(ObjectRecord("Ghost|1", "robot1", 1, True, "Ghost", (1.0, 0.9, 1.0),
+                                        fields={f: (1.7e9 + 6, "robot1", 1) for f in FIELDS}))
+    bad = [FleetRecords(robot_id="robot1", record_ids=[rid], records=["{not json"]),
+           FleetRecords(robot_id="robot1", record_ids=[rid, rid], records=[json.dumps(meta)]),
+           FleetRecords(robot_id="robot1", record_ids=[rid], records=[json.dumps(dict(meta, schema_version=99))]),
+           FleetRecords(robot_id="intruder", record_ids=[rid], records=[json.dumps(meta)])]
+    for msg in bad:
+        probe.publish(FleetRecords, "/fleet/records", msg, EVENTS)
+    assert probe.wait_for(lambda: _status(probe, "robot2")["rejected"] >= 2, 10.0)
+    _observe(probe, "robot1", "Mug|5", 1.2, 1.7e9 + 7)  # still merging what is valid
+    assert probe.wait_for(lambda: _node(probe, "robot2", "Mug|5") is not None, 15.0)
+    assert all(_node(probe, r, "Ghost|1") is None for r in ROBOTS)
+    logs = stacks["robot2"][0].text()
+    for reason in ("not JSON", "2 ids but 1 records", "unknown schema version 99", "not from its writer"):
+        assert reason in logs, reason
+    assert all(process.proc.poll() is None for process, _ in stacks.values())
+
+
 def _observe(probe: Probe, robot: str, object_id: str, x: float, stamp: float) -> None:
     observation = ObjectObservation(object_id=object_id, object_type=object_id.split("|")[0],
                                     kind=ObjectObservation.ADDED, position=Point(x=x, y=-0.25, z=0.9), source="test",
@@ -200,7 +233,8 @@ def test_kill_9_memory_node_restarts_from_its_copy_and_the_server(probe: Probe, 
     assert probe.wait_for(lambda: _node(probe, "robot2", "Apple|8") is not None, 10.0)
     assert _node(probe, "robot1", "Bowl|3").robot_id == "robot2"
     records = raw_collection(chroma_server, COLLECTION).get(where={"robot_id": "robot1"}, include=["metadatas"])
-    assert sorted(records["ids"]) == ["Apple|7@robot1", "Apple|8@robot1"]  # each once, however often replayed
+    assert sorted(records["ids"]) == ["Apple|7@robot1", "Apple|8@robot1", "Mug|4@robot1",
+                                      "Mug|5@robot1"]  # each once, however often replayed
 
 
 def test_shutdown_flushes_and_saves_the_fleet_watermarks(probe: Probe,

@@ -31,8 +31,8 @@ def _memory(directory: Path) -> LongTermMemory:
 
 
 def _robot(tmp_path: Path, name: str, server, collection: str, **options) -> ChromaBackend:  # noqa: F811
-    config = ChromaConfig(robot_id=name, port=server.port, collection=collection, flush_interval_s=0.05,
-                          pull_interval_s=0.05, **options)
+    config = ChromaConfig(**{"robot_id": name, "port": server.port, "collection": collection,
+                             "flush_interval_s": 0.05, "pull_interval_s": 0.05, **options})
     return ChromaBackend(_memory(tmp_path / name), config, HashEmbedder())
 
 
@@ -404,6 +404,71 @@ def test_a_robot_without_a_map_takes_the_fleets_areas(tmp_path, chroma_server, c
         assert b.memory.get_object("Apple|1")["area"] == a.memory.get_object("Apple|1")["area"]
         assert not sg.validate_graph(b.memory.graph)
         assert b.memory.rank_areas("Apple", k=1)[0].area_id == a.memory.get_object("Apple|1")["area"]
+    finally:
+        a.close()
+        b.close()
+
+
+class _Wire:
+    """A FleetLink between backends in this process, dropping what ``lose`` says (a lossy radio)."""
+
+    def __init__(self) -> None:
+        self.robots: list[ChromaBackend] = []
+        self.lose = False
+
+    def send(self, robot_id: str, payloads: list) -> None:
+        if not self.lose:
+            for robot in self.robots:
+                robot.receive(robot_id, payloads)
+
+
+def test_the_live_link_delivers_before_the_server_and_the_server_fills_its_gaps(tmp_path, chroma_server,  # noqa: F811
+                                                                               collection, caplog):
+    wire = _Wire()
+    # pulls far apart: what arrives within a second came over the link
+    a = _robot(tmp_path, "alpha", chroma_server, collection, pull_interval_s=60.0)
+    b = _robot(tmp_path, "beta", chroma_server, collection, pull_interval_s=60.0)
+    a.link = b.link = wire
+    wire.robots = [a, b]
+    try:
+        time.sleep(0.5)  # both made their first pull
+        b.poll()
+        a.observe([obs("Mug|1", position=(2.1, 1.0, 2.0), states=("dirty",), stamp=1.0)])
+        changes = b.poll()
+        assert [(c.object_id, c.kind) for c in changes] == [("Mug|1", "added")]
+        assert _view(b.memory, "Mug|1") == _view(a.memory, "Mug|1")
+        assert a.poll() == []  # its own record does not come back
+        assert (a.status().live_sent, b.status().live_received) == (1, 1)
+        # a message the link loses is brought by the next pull; what arrives twice changes nothing
+        wire.lose = True
+        a.observe([obs("Mug|1", position=(0.5, 1.0, 3.5), stamp=2.0)])
+        assert b.poll() == [] and _view(b.memory, "Mug|1") != _view(a.memory, "Mug|1")
+        assert a.flush()
+        assert [(c.object_id, c.kind) for c in b.sync()] == [("Mug|1", "moved")]
+        assert _view(b.memory, "Mug|1") == _view(a.memory, "Mug|1")
+        wire.lose = False
+        a.observe([obs("Mug|1", position=(0.5, 1.0, 3.5), states=("cleaned",), stamp=3.0)])
+        assert [c.object_id for c in b.poll()] == ["Mug|1"] and a.flush() and b.sync() == []
+        assert b.memory.get_object("Mug|1")["states"] == ["cleaned"]
+        # records that fail validation, or that speak for another robot, are rejected and never merged
+        rid, meta, _ = to_wire(ObjectRecord("Apple|1", "alpha", 1, True, "Apple", (1.0, 0.9, 1.0),
+                                            fields={f: (4.0, "alpha", 1) for f in FIELDS}))
+        with caplog.at_level(logging.WARNING, logger="karma_memory.fleet"):
+            accepted = b.receive("alpha", [{"id": rid, "meta": dict(meta, schema_version=99)},
+                                           {"id": rid, "meta": dict(meta, x=None)},
+                                           {"meta": meta}, "garbage",
+                                           {"id": rid, "meta": meta}])
+            assert b.receive("gamma", [{"id": rid, "meta": meta}]) == 0  # alpha's record sent by gamma
+        assert accepted == 1
+        assert [c.object_id for c in b.poll()] == ["Apple|1"]
+        text = "\n".join(r.getMessage() for r in caplog.records)
+        for reason in ("unknown schema version 99", "missing field 'x'", "has no id", "not from its writer"):
+            assert reason in text, reason
+        assert b.status().rejected == 5
+        # a link that fails never breaks observing: the server carries the records
+        wire.robots = None  # type: ignore[assignment] — iterating it raises
+        a.observe([obs("Bowl|1", position=(1.0, 1.0, 1.0), stamp=5.0)])
+        assert a.flush() and "Bowl|1" in [c.object_id for c in b.sync()]
     finally:
         a.close()
         b.close()

@@ -19,7 +19,7 @@ VENV = ROOT / ".venv"
 
 MSGS = ["Relation", "ObjectObservation", "ObjectObservationArray", "InstanceLabels", "MemoryUnit",
         "ShortTermMemoryState", "SceneGraphNode", "SceneGraphEdge", "SceneGraph", "SceneGraphDelta",
-        "AreaScore", "StepReport"]
+        "AreaScore", "StepReport", "FleetRecords"]
 SRVS = ["QueryLongTermMemory", "QueryShortTermMemory", "SaveMemory", "LoadMemory", "ResetMemory"]
 ACTIONS = ["ExecuteSkill", "ExecuteTask"]
 FILES = [f"msg/{n}.msg" for n in MSGS] + [f"srv/{n}.srv" for n in SRVS] + [f"action/{n}.action" for n in ACTIONS]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import pytest
 from karma_interfaces.msg import ObjectObservationArray
-from karma_interfaces.srv import QueryShortTermMemory
+from karma_interfaces.srv import LoadMemory, QueryShortTermMemory, ResetMemory
 from rclpy.parameter import Parameter
 
 from helpers import grid, obs
@@ -90,15 +91,46 @@ def test_memory_unit_round_trip_keeps_the_relation() -> None:
     unit = MemoryUnit("Apple|1", "Apple", (1.0, 2.0, 3.0), ("cleaned",), 5.5, "inside Fridge|+01.2|+00.0|-00.3",
                       robot_id="r1", hits=4)
     msg = mc.memory_unit_to_msg(unit)
-    assert msg.description.startswith("cleaned apple inside fridge")
+    assert msg.relation == "inside Fridge|+01.2|+00.0|-00.3"  # its own field, receptacle id intact
+    assert msg.description == unit.description() == "cleaned apple inside fridge"  # plain: nothing appended
     assert mc.memory_unit_from_msg(msg) == unit
-    plain = dataclasses.replace(unit, relation="")
-    assert mc.memory_unit_from_msg(mc.memory_unit_to_msg(plain)) == plain
     msg.states = ["flying"]
     with pytest.raises(InvalidObservationError, match="flying"):
         mc.memory_unit_from_msg(msg)
     score = AreaScore("area_2", (1.0, 0.0, 2.0), 1.5, "Apple last seen here")
     assert mc.area_score_from_msg(mc.area_score_to_msg(score)) == score
+
+
+def test_memory_unit_round_trip_with_an_empty_relation() -> None:
+    plain = MemoryUnit("Mug|3", "Mug", (0.5, 0.9, -1.0), (), 7.0, image_path="/tmp/mug.png", hits=1)
+    msg = mc.memory_unit_to_msg(plain)
+    assert msg.relation == "" and msg.description == "mug"
+    assert mc.memory_unit_from_msg(msg) == plain
+
+
+def test_memory_unit_descriptions_with_brackets_survive_unchanged() -> None:
+    # a receptacle whose type has brackets: the description keeps them and the relation is not confused
+    unit = MemoryUnit("Apple|1", "Apple", (0.0, 1.0, 0.0), ("cleaned",), 1.0, "inside Box [left]|1")
+    msg = mc.memory_unit_to_msg(unit)
+    assert msg.description == "cleaned apple inside box [left]" and msg.relation == "inside Box [left]|1"
+    assert mc.memory_unit_from_msg(msg) == unit
+    # a description that looks like the old "[relation]" suffix is only text: the relation comes from its field
+    msg = mc.memory_unit_to_msg(dataclasses.replace(unit, relation=""))
+    msg.description = "cleaned apple [on Table|1]"
+    assert mc.memory_unit_from_msg(msg).relation == ""
+    msg.relation = "near Sink|2"
+    assert mc.memory_unit_from_msg(msg).relation == "near Sink|2"
+    for bad in ("under Table|1", "inside", "inside ", "[inside Fridge|1]"):
+        msg.relation = bad
+        with pytest.raises(InvalidObservationError, match=re.escape(repr(bad))):
+            mc.memory_unit_from_msg(msg)
+
+
+def test_memory_unit_message_declares_the_relation_field() -> None:
+    from karma_interfaces.msg import MemoryUnit as MemoryUnitMsg
+
+    assert MemoryUnitMsg.get_fields_and_field_types()["relation"] == "string"
+    assert MemoryUnitMsg().relation == ""
 
 
 # ---------------------------------------------------------------------------------------- sync, view
@@ -219,6 +251,39 @@ def test_ltm_node_rejects_bad_batches_whole_and_validates_parameters(ros: None, 
         assert not node.set_parameters([Parameter("move_threshold", value="far")])[0].successful  # wrong type
     finally:
         node.destroy_node()
+
+
+def test_ltm_node_resyncs_its_backend_after_every_load_and_reset(ros: None, tmp_path: Path) -> None:
+    from karma_memory.nodes.long_term_memory_node import LongTermMemoryNode
+
+    small_memory().save(tmp_path)
+    calls: list[bool] = []
+
+    class Spy(LongTermMemoryNode):
+        def after_load(self) -> None:
+            calls.append(hasattr(self, "backend"))
+            super().after_load()  # no backend yet at start-up: must not fail
+
+    values = {"memory_dir": str(tmp_path), "warm_up": False, "semantic_weight": 0.0}
+    node = Spy(parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+    try:
+        assert calls == [False] and len(node.memory) == 3  # start-up load, before the backend exists
+        resyncs: list[int] = []
+        node.backend.resync = lambda: resyncs.append(node.change_token())
+        ok = node._on_load(LoadMemory.Request(directory=str(tmp_path)), LoadMemory.Response())
+        assert ok.success and calls == [False, True] and len(resyncs) == 1
+        bad = node._on_load(LoadMemory.Request(directory=str(tmp_path / "missing")), LoadMemory.Response())
+        assert not bad.success and calls == [False, True] and len(resyncs) == 1  # failed load: no hook
+        assert node._on_reset(ResetMemory.Request(), ResetMemory.Response()).success
+        assert len(resyncs) == 2 and calls == [False, True]  # a reset resyncs, but is not a load
+    finally:
+        node.destroy_node()
+    calls.clear()
+    fresh = Spy(parameter_overrides=[Parameter("warm_up", value=False)])  # nothing to load: no hook
+    try:
+        assert calls == []
+    finally:
+        fresh.destroy_node()
 
 
 def test_stm_node_queries_policy_changes_and_persistence(ros: None, tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ Three parts, all against a real ``chroma run`` server on loopback started by the
    outbox, batched upserts, incremental pulls), after a warm-up in which each robot uploads its view of the
    whole pool (steady state, not the first upload). Measured: outbox backlog over time per robot, and sync lag =
    time from an observation on robot A (its wall-clock stamp) to the moment robot B's graph holds it
-   (p50/p95; target p95 < 500 ms).
+   (p50/p95; target p95 < 500 ms). ``--link ros`` (default, as the nodes run) gives each robot the live link
+   on a ROS topic beside the server; ``--link none`` measures the path through the server alone.
 2. **Building scale**: iTHOR rooms tiled to ``--objects`` objects (default 100,000; ``bench/ltm.py``'s
    ``building_workload``). Robot A ingests them (outbox on) and uploads; robot B, a fresh process with the
    map only, catches up from the server; then B's area-ranking query p50/p95 (target p95 < 20 ms) and its
@@ -66,8 +67,30 @@ def _embedder(kind: str) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- part 1: load
+def _ros_link(name: str, backend: Any, peers: int) -> Any:
+    """The nodes' live link for a robot process: its own rclpy node, spun in a thread, once every peer matched."""
+    import threading
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from karma_memory.nodes.fleet_link import RosFleetLink
+
+    rclpy.init()
+    node = rclpy.create_node(f"fleet_bench_{name}")
+    backend.link = link = RosFleetLink(node, "/fleet_bench/records", backend.receive)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    deadline = time.monotonic() + 60.0
+    while link.subscribers() < peers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return executor
+
+
 def _load_robot(index: int, port: int, workdir: str, seconds: float, rate: float, frame_hz: float, pool: int,
-                embedder: str, sync: dict[str, Any], ready: Any, uploaded: Any, go: Any, out: Any) -> None:
+                embedder: str, sync: dict[str, Any], link: str, robots: int, ready: Any, uploaded: Any, go: Any,
+                out: Any) -> None:
     """One robot process: observe ``rate`` objects/s in ``frame_hz`` frames for ``seconds``; measure the lag of
     other robots' observations into this robot's graph."""
     from karma_memory.core.fleet import ChromaBackend, ChromaConfig
@@ -91,6 +114,7 @@ def _load_robot(index: int, port: int, workdir: str, seconds: float, rate: float
                                            stamp=time.time(), source="bench", robot_id=name)
                          for k in range(start, min(pool, start + 100))])
     backend.flush(600.0)
+    executor = _ros_link(name, backend, robots) if link == "ros" else None
     ready.put(index)
     uploaded.wait()  # every robot's warm-up is on the server: take it all in, so the run measures steady state
     while backend.sync(600.0):
@@ -134,6 +158,8 @@ def _load_robot(index: int, port: int, workdir: str, seconds: float, rate: float
     drain_s = time.time() - drained_at
     status = backend.status()
     backend.close()
+    if executor is not None:
+        executor.shutdown()
     out.put({"robot": name, "sent": sent, "cpu_s": cpu_s, "lags": lags, "backlog": backlog, "flushed": flushed,
              "drain_s": drain_s,
              "pushed": status.pushed - before.pushed, "pulled": status.pulled - before.pulled,
@@ -141,6 +167,8 @@ def _load_robot(index: int, port: int, workdir: str, seconds: float, rate: float
              "pull_requests": status.pull_requests - before.pull_requests,
              "push_ms_p50": status.push_ms_p50, "push_ms_p95": status.push_ms_p95,
              "pull_ms_p50": status.pull_ms_p50, "pull_ms_p95": status.pull_ms_p95,
+             "live_sent": status.live_sent - before.live_sent,
+             "live_received": status.live_received - before.live_received,
              "observe_ms_p50": _pct(observe_ms, 50), "observe_ms_p95": _pct(observe_ms, 95)})
 
 
@@ -159,11 +187,12 @@ def _backlog_mean(results: list[dict[str, Any]], start: float, end: float) -> fl
 
 
 def bench_load(port: int, workdir: Path, robots: int, seconds: float, rate: float, frame_hz: float, pool: int,
-               embedder: str, sync: dict[str, Any] | None = None, server_pid: int | None = None) -> dict[str, Any]:
+               embedder: str, sync: dict[str, Any] | None = None, server_pid: int | None = None,
+               link: str = "ros") -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     out, ready, uploaded, go = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Event()
     procs = [ctx.Process(target=_load_robot, args=(i, port, str(workdir), seconds, rate, frame_hz, pool, embedder,
-                                                   sync or {}, ready, uploaded, go, out))
+                                                   sync or {}, link, robots, ready, uploaded, go, out))
              for i in range(robots)]
     for proc in procs:
         proc.start()
@@ -182,7 +211,7 @@ def bench_load(port: int, workdir: Path, robots: int, seconds: float, rate: floa
     lags = [lag for r in results for lag in r["lags"]]
     return {
         "robots": robots, "rate_per_robot": rate, "frame_hz": frame_hz, "seconds": seconds, "pool": pool,
-        "sync": sync or {},
+        "sync": sync or {}, "link": link,
         "observations": sum(r["sent"] for r in results),
         "achieved_rate_total": sum(r["sent"] for r in results) / seconds,
         "lag_samples": len(lags), "lag_p50_ms": _pct(lags, 50) * 1e3, "lag_p95_ms": _pct(lags, 95) * 1e3,
@@ -453,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flush-interval", type=float, default=None, help="ChromaConfig.flush_interval_s")
     parser.add_argument("--pull-interval", type=float, default=None, help="ChromaConfig.pull_interval_s")
     parser.add_argument("--batch-size", type=int, default=None, help="ChromaConfig.batch_size")
+    parser.add_argument("--link", choices=("ros", "none"), default="ros",
+                        help="load part: the live link on a ROS topic beside the server (as the nodes), or none")
     parser.add_argument("--pool", type=int, default=2000, help="distinct objects the robots observe")
     parser.add_argument("--objects", type=int, default=100_000, help="building-scale graph size")
     parser.add_argument("--queries", type=int, default=300)
@@ -464,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # the live link stays on loopback
     from karma_memory.core.fleet import ChromaServer
 
     parts = set(args.parts.split(","))
@@ -476,8 +508,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "load" in parts:
             result["load"] = load = bench_load(server.port, workdir / "load", args.robots, args.seconds, args.rate,
-                                               args.frame_hz, args.pool, args.embedder, sync, server.pid)
-            print(f"load: {args.robots} robots × {args.rate:.0f} obs/s for {args.seconds:.0f} s "
+                                               args.frame_hz, args.pool, args.embedder, sync, server.pid, args.link)
+            print(f"load ({'live ROS link + server' if args.link == 'ros' else 'server only'}): "
+                  f"{args.robots} robots × {args.rate:.0f} obs/s for {args.seconds:.0f} s "
                   f"→ {load['observations']} observations ({load['achieved_rate_total']:.0f}/s total)")
             print(f"  sync lag A→B: p50 {load['lag_p50_ms']:.0f} ms  p95 {load['lag_p95_ms']:.0f} ms  "
                   f"p99 {load['lag_p99_ms']:.0f} ms  ({load['lag_samples']} samples; target p95 < 500 ms)")

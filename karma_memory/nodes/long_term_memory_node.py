@@ -8,7 +8,7 @@ import tempfile
 from typing import Any, Iterable
 
 from karma_interfaces.msg import SceneGraph, SceneGraphDelta
-from karma_interfaces.srv import LoadMemory, QueryLongTermMemory
+from karma_interfaces.srv import QueryLongTermMemory
 from std_msgs.msg import String
 from visualization_msgs.msg import Marker
 
@@ -20,6 +20,7 @@ from karma_memory.core.long_term import GRAPH_FILE, LongTermMemory, LtmConfig
 from karma_memory.core.types import ObjectObservation, ObservationKind
 from karma_memory.nodes import memory_conversions as mc
 from karma_memory.nodes.common import Param, run_node
+from karma_memory.nodes.fleet_link import RosFleetLink
 from karma_memory.nodes.markers import MarkerStyle, scene_graph_markers
 from karma_memory.nodes.memory_base import MEMORY_PARAMETERS, MemoryNode, check_memory_parameters
 from karma_memory.nodes.qos import EVENTS, LATCHED
@@ -108,6 +109,15 @@ class LongTermMemoryNode(MemoryNode):
             return "objects forgotten; areas kept"
         return "objects forgotten here (the fleet's records stay on the server; new changes are merged); areas kept"
 
+    def after_load(self) -> None:
+        """Pull the fleet again from the loaded graph's own watermarks.
+
+        At start-up the backend does not exist yet: :meth:`_start_backend` builds it from the loaded graph.
+        """
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            backend.resync()
+
     def replaced(self) -> None:
         self.messages.track(self.memory.graph)  # deltas count from the new graph
         self.marker_cache.clear()
@@ -138,8 +148,12 @@ class LongTermMemoryNode(MemoryNode):
         self._status_seen: tuple[bool, bool] | None = None
         self.status_pub = self.create_publisher(String, "long_term_memory/fleet_status", LATCHED)
         if config is not None:
+            link = ""
+            if node["live_topic"]:
+                self.backend.link = RosFleetLink(self, node["live_topic"], self.backend.receive)
+                link = f", live on {node['live_topic']}"
             log.info(f"fleet: robot {config.robot_id!r} shares its memory through chroma server "
-                     f"{config.host}:{config.port}, collection {config.collection!r}")
+                     f"{config.host}:{config.port}, collection {config.collection!r}{link}")
             self.create_timer(node["poll_interval_s"], self._poll_fleet)
             self.create_timer(node["status_interval_s"], self._publish_fleet_status)
         if self.change_token() != before:  # the outbox held writes newer than the saved graph
@@ -164,12 +178,6 @@ class LongTermMemoryNode(MemoryNode):
                                    f"{status.merged} merged from other robots")
         self._status_seen = seen
         self.status_pub.publish(String(data=json.dumps(status_dict(status), sort_keys=True)))
-
-    def _on_load(self, request: LoadMemory.Request, response: LoadMemory.Response) -> LoadMemory.Response:
-        response = super()._on_load(request, response)
-        if response.success:
-            self.backend.resync()  # pull again from the loaded graph's own watermarks
-        return response
 
     # ---- own topics and services --------------------------------------------------------------------
     def _now(self) -> float:

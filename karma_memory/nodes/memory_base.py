@@ -91,6 +91,7 @@ class MemoryNode(Node):
             self.autosave = load_at_start(self.memory.load, self.directory / self.file_name, self.get_logger())
             if self.loaded():
                 self.saved_token = self.change_token()
+                self.after_load()
         if not self.loaded():
             self.start_fresh()
         queue = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=values["observations_depth"],
@@ -137,6 +138,15 @@ class MemoryNode(Node):
 
     def on_params(self, config: Any, changed: dict[str, Any]) -> None:
         """Apply an accepted parameter change (the config built by the node's build function)."""
+
+    def after_load(self) -> None:
+        """The memory was just replaced by a successful load: re-derive what depends on its content.
+
+        Called at start-up when ``memory_dir`` was loaded (not when the node starts fresh) and after every
+        successful ``<name>/load``, in both cases before :meth:`replaced` publishes the new state. A load
+        that fails leaves the memory unchanged and does not call it; a reset is not a load either (do
+        that work in :meth:`reset_memory`). The default does nothing.
+        """
 
     def replaced(self) -> None:
         """The whole memory changed (start, load, reset): publish state and a cleared marker set."""
@@ -192,6 +202,7 @@ class MemoryNode(Node):
         except (KarmaMemoryError, OSError, *MALFORMED) as err:
             response.success, response.message = False, f"load failed, memory unchanged: {err}"
             return response
+        self.after_load()
         self.replaced()
         response.success, response.message, response.objects_loaded = True, f"loaded {used}", len(self.memory)
         return response

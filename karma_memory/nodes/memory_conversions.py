@@ -156,34 +156,30 @@ def area_score_from_msg(msg: AreaScoreMsg) -> AreaScore:
                      msg.reason)
 
 
-def _description(unit: MemoryUnit) -> str:
-    # MemoryUnit.msg has no relation field yet: the exact relation (with the receptacle's object id, which
-    # the planner needs to put things back) rides at the end of the description in brackets.
-    text = unit.description()
-    return f"{text} [{unit.relation}]" if unit.relation else text
-
-
-def _relation_of(description: str) -> str:
-    if not description.endswith("]") or " [" not in description:
+def _relation(msg: MemoryUnitMsg) -> str:
+    """The unit's relation field, checked: "" or "<predicate> <target id>" with a predicate in RELATIONS."""
+    if not msg.relation:
         return ""
-    inner = description[description.rfind(" [") + 2:-1]
-    predicate, _, target = inner.partition(" ")
-    return inner if predicate in RELATIONS and target else ""
+    predicate, _, target = msg.relation.partition(" ")
+    if predicate not in RELATIONS or not target.strip():
+        raise InvalidObservationError(f"memory unit {msg.object_id!r} has a bad relation {msg.relation!r}; "
+                                      f"expected '<predicate> <target id>' with a predicate in {RELATIONS}")
+    return msg.relation
 
 
 def memory_unit_to_msg(unit: MemoryUnit) -> MemoryUnitMsg:
-    """A MemoryUnit message (map frame) for a core unit; its relation ends the description in brackets."""
+    """A MemoryUnit message (map frame) for a core unit; the relation keeps the receptacle's object id."""
     return MemoryUnitMsg(object_id=unit.object_id, object_type=unit.object_type, position=map_point(unit.position),
                          states=list(unit.states), last_seen=seconds_to_stamp(unit.last_seen),
-                         image_path=unit.image_path, description=_description(unit), hits=int(unit.hits),
-                         robot_id=unit.robot_id)
+                         image_path=unit.image_path, description=unit.description(), relation=unit.relation,
+                         hits=int(unit.hits), robot_id=unit.robot_id)
 
 
 def memory_unit_from_msg(msg: MemoryUnitMsg) -> MemoryUnit:
-    """A core MemoryUnit (THOR frame) from its message.
+    """A core MemoryUnit (THOR frame) from its message (the description is derived, so it is not read).
 
     Raises:
-        InvalidObservationError: empty id, unknown state, or a non-finite position.
+        InvalidObservationError: empty id, unknown state, a malformed relation, or a non-finite position.
     """
     if not msg.object_id.strip():
         raise InvalidObservationError("memory unit has an empty object_id")
@@ -193,7 +189,7 @@ def memory_unit_from_msg(msg: MemoryUnitMsg) -> MemoryUnit:
     return MemoryUnit(object_id=msg.object_id, object_type=msg.object_type,
                       position=point_to_thor(msg.position, f"position of {msg.object_id!r}"),
                       states=tuple(msg.states), last_seen=stamp_to_seconds(msg.last_seen),
-                      relation=_relation_of(msg.description), image_path=msg.image_path, robot_id=msg.robot_id,
+                      relation=_relation(msg), image_path=msg.image_path, robot_id=msg.robot_id,
                       hits=int(msg.hits))
 
 

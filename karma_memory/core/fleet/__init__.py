@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from karma_memory.core.fleet.backend import BACKENDS, FleetMemory, LocalBackend, LtmBackend, make_backend
-from karma_memory.core.fleet.chroma_sync import ChromaBackend, ChromaConfig, FleetStatus, TypeHashEmbedder
+from karma_memory.core.fleet.chroma_sync import (
+    ChromaBackend, ChromaConfig, FleetLink, FleetStatus, TypeHashEmbedder,
+)
 from karma_memory.core.fleet.outbox import Outbox
 from karma_memory.core.fleet.records import RECORD_SCHEMA_VERSION, InvalidRecordError, ObjectRecord, merge_records
 from karma_memory.core.fleet.server import ChromaServer, free_port
@@ -14,6 +16,7 @@ __all__ = [
     "LocalBackend",
     "ChromaBackend",
     "ChromaConfig",
+    "FleetLink",
     "FleetStatus",
     "TypeHashEmbedder",
     "FleetMemory",

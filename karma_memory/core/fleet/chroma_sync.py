@@ -24,6 +24,11 @@ this backend mirrors it to the server and folds in what other robots wrote:
   ``discovery_interval_s``). It hands the validated records to the owner, who merges them on
   :meth:`ChromaBackend.poll` — the graph is only ever touched by the owner's thread. Invalid records
   are logged with the reason and dropped.
+- **Live link** (optional): the server's pacing (a push, then the other robots' next pull) costs a few
+  hundred ms. With a :class:`FleetLink` (the nodes use a ROS topic shared by the fleet) every record that
+  goes into the outbox is also sent to the other robots at once, and a record received from it is
+  validated and merged like a pulled one. The link is lossy and never advances a watermark: what it
+  misses, the next pull brings, and what it delivers twice the merge ignores (the rule is idempotent).
 - **Offline**: connection errors and timeouts (``connect_timeout_s``, ``request_timeout_s``) mark the
   backend offline; the robot keeps observing and planning on its local graph, the outbox keeps the
   newest state of every changed record on disk, and the push thread reconnects with exponential
@@ -48,7 +53,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -63,7 +68,8 @@ from karma_memory.core.fleet.records import (
 from karma_memory.core.long_term import LongTermMemory, TypeIndex
 from karma_memory.core.types import RELATIONS, ObjectObservation, ObservationKind, Relation
 
-__all__ = ["ChromaConfig", "ChromaBackend", "FleetStatus", "FLEET_ATTR", "EMBEDDERS", "TypeHashEmbedder"]
+__all__ = ["ChromaConfig", "ChromaBackend", "FleetLink", "FleetStatus", "FLEET_ATTR", "EMBEDDERS",
+           "TypeHashEmbedder"]
 
 #: graph attribute holding the fleet state saved with the graph: {"watermarks": {robot: seq},
 #: "removed": {object_id: wire metadata of the removal}}
@@ -76,6 +82,13 @@ _LOG = logging.getLogger("karma_memory.fleet")
 _CLIENT_LOCK = threading.Lock()
 #: ChromaConfig.embedder values
 EMBEDDERS = ("minilm", "type_hash")
+
+
+class FleetLink(Protocol):
+    """A fast, lossy channel to the other robots of the fleet (the nodes' ROS topic; see ``ChromaBackend.link``)."""
+
+    def send(self, robot_id: str, payloads: list[dict[str, Any]]) -> None:
+        """Send this robot's changed records (``{"id": record id, "meta": wire metadata}``) to the fleet."""
 
 
 class TypeHashEmbedder:
@@ -154,8 +167,8 @@ class ChromaConfig:
 
 @dataclass
 class FleetStatus:
-    """What the backend did so far (counters since start: records pushed / pulled / merged / rejected, and
-    push and pull requests made), whether the server is reachable, and how long its requests took lately
+    """What the backend did so far (counters since start: records pushed / pulled / merged / rejected, push
+    and pull requests made, records sent and received over the live link), whether the server is reachable, and how long its requests took lately
     (ms, over the last 500 pushes / pulls)."""
 
     backend: str
@@ -170,6 +183,8 @@ class FleetStatus:
     watermarks: dict[str, int] = field(default_factory=dict)
     push_requests: int = 0
     pull_requests: int = 0
+    live_sent: int = 0
+    live_received: int = 0
     push_ms_p50: float = float("nan")
     push_ms_p95: float = float("nan")
     pull_ms_p50: float = float("nan")
@@ -194,13 +209,16 @@ class ChromaBackend:
         embedder: embeds object-type descriptions, the records' vectors (default: per ``config.embedder``).
         logger: where warnings go (a ``logging.Logger`` or an rclpy logger; messages are preformatted).
         start: start the push and pull threads now (tests may drive a backend without them).
+        link: the live link to the other robots (None: changes travel through the server only); may
+            also be set later, as ``link`` attribute, once the link can call :meth:`receive`.
     """
 
     name = "chroma"
 
     def __init__(self, memory: LongTermMemory, config: ChromaConfig, embedder: Embedder | None = None,
-                 logger: Any = None, start: bool = True) -> None:
+                 logger: Any = None, start: bool = True, link: FleetLink | None = None) -> None:
         self.memory = memory
+        self.link = link
         self.config = config
         self.robot_id = config.robot_id
         self._embedder = embedder if embedder is not None or config.embedder == "minilm" else TypeHashEmbedder()
@@ -378,6 +396,7 @@ class ChromaBackend:
 
     def _enqueue(self, object_ids: Iterable[str]) -> None:
         builders = []
+        built: list[dict[str, Any]] = []  # what the outbox stored, for the live link
         for object_id in dict.fromkeys(object_ids):
             record = self._local(object_id)
             if record is None:
@@ -385,12 +404,49 @@ class ChromaBackend:
 
             def build(version: int, record: ObjectRecord = record) -> dict[str, Any]:
                 rid, meta, _ = to_wire(replace(record, robot_id=self.robot_id, version=version))
-                return {"id": rid, "meta": meta}
+                built.append({"id": rid, "meta": meta})
+                return built[-1]
 
             builders.append((record_id(object_id, self.robot_id), build))
         if builders:
             self.outbox.append(builders)
             self._wake.set()  # the push thread decides whether a push is due
+        if built and self.link is not None:
+            try:
+                self.link.send(self.robot_id, built)
+            except Exception as err:  # noqa: BLE001 — the link is best effort; the outbox has the records
+                self._log.warning(f"fleet: live link send failed ({type(err).__name__}: {err}); "
+                                  "the server will carry these records")
+                return
+            with self._lock:
+                self._status.live_sent += len(built)
+
+    def receive(self, sender: str, payloads: Sequence[Mapping[str, Any]]) -> int:
+        """Take records another robot sent over the live link (any thread); returns how many were accepted.
+
+        They are validated as pulled records are, must be the sender's own, and are merged on the next
+        :meth:`poll`. Invalid ones are logged and counted, never merged.
+        """
+        if sender == self.robot_id:
+            return 0
+        records: list[ObjectRecord | AreaRecord] = []
+        for payload in payloads:
+            rid = payload.get("id") if isinstance(payload, Mapping) else None
+            try:
+                if not isinstance(rid, str):
+                    raise InvalidRecordError(f"a live record from {sender!r} has no id: {str(payload)[:80]}")
+                record = from_wire(rid, payload.get("meta"), require_seq=False)
+                if record.robot_id != sender:
+                    raise InvalidRecordError(f"record {rid!r} came from {sender!r}, not from its writer")
+            except InvalidRecordError as err:
+                self._reject(str(rid), f"live: {err}", err, "the live link")  # each reason logged once
+                continue
+            records.append(record)
+        if records:
+            self._inbox.put(_Pull(records, None))
+            with self._lock:
+                self._status.live_received += len(records)
+        return len(records)
 
     def publish_areas(self) -> int:
         """Queue this robot's areas (its map) for the server; returns how many."""
@@ -695,13 +751,13 @@ class ChromaBackend:
             return None
         return clauses[0] if len(clauses) == 1 else {"$or": clauses}
 
-    def _reject(self, rid: str, seq: Any, err: InvalidRecordError) -> None:
+    def _reject(self, rid: str, seq: Any, err: InvalidRecordError, source: str = "the server") -> None:
         """Log an invalid record once (per id and seq) and count it; it is never merged."""
         with self._lock:
             new = (rid, seq) not in self._rejected_seen
             self._rejected_seen.add((rid, seq))
         if new:
-            self._log.warning(f"fleet: rejected a record from the server, not merged: {err}")
+            self._log.warning(f"fleet: rejected a record from {source}, not merged: {err}")
 
     def _discover(self) -> None:
         """Register this robot in the writer registry (at connect) or read it: new writers start at mark 0."""

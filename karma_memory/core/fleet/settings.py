@@ -24,6 +24,8 @@ BACKEND_NAMES = ("local", "chroma")
 NODE_SETTINGS: dict[str, tuple[Any, str]] = {
     "poll_interval_s": (0.05, "how often the node merges what the pull thread fetched and publishes it, seconds"),
     "status_interval_s": (1.0, "how often <node>/fleet_status (latched JSON) is refreshed, seconds"),
+    "live_topic": ("/fleet/records", "topic the fleet's robots share records on as soon as they observe them "
+                                     "(absolute: every namespace meets there); '' = through the server only"),
 }
 
 _DESCRIPTIONS = {
@@ -59,18 +61,25 @@ def default_robot_id(namespace: str, hostname: str | None = None) -> str:
 
 
 def backend_settings(values: Mapping[str, Any],
-                     namespace: str = "/") -> tuple[str, ChromaConfig | None, dict[str, float]]:
+                     namespace: str = "/") -> tuple[str, ChromaConfig | None, dict[str, Any]]:
     """(backend name, its ChromaConfig or None for local, node settings) from parameter values.
 
     Raises:
-        ConfigError: an unknown backend name, a bad ``fleet.*`` value (named), or a node interval <= 0.
+        ConfigError: an unknown backend name, a bad ``fleet.*`` value (named), a node interval <= 0, or a
+            live topic that is not absolute.
     """
     name = values.get("ltm_backend", "local")
     if name not in BACKEND_NAMES:
         raise ConfigError(f"ltm_backend must be one of {list(BACKEND_NAMES)}, got {name!r}")
-    node = {}
+    node: dict[str, Any] = {}
     for key in NODE_SETTINGS:
         value = values.get(PREFIX + key, NODE_SETTINGS[key][0])
+        if key == "live_topic":
+            if not isinstance(value, str) or (value and not re.fullmatch(r"(/[A-Za-z][A-Za-z0-9_]*)+", value)):
+                raise ConfigError(f"{PREFIX}{key} must be '' or an absolute topic name like /fleet/records, "
+                                  f"got {value!r}")
+            node[key] = value
+            continue
         if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
             raise ConfigError(f"{PREFIX}{key} must be a positive number of seconds, got {value!r}")
         node[key] = float(value)
