@@ -44,6 +44,19 @@ def _view(memory: LongTermMemory, object_id: str) -> tuple:
             relations, data["movable"], data["area"])
 
 
+class _Wire:
+    """A FleetLink between backends in this process, dropping what ``lose`` says (a lossy radio)."""
+
+    def __init__(self) -> None:
+        self.robots: list[ChromaBackend] = []
+        self.lose = False
+
+    def send(self, robot_id: str, payloads: list) -> None:
+        if not self.lose:
+            for robot in self.robots:
+                robot.receive(robot_id, payloads)
+
+
 def test_two_robots_share_objects_through_the_server(tmp_path, chroma_server, collection):  # noqa: F811
     a, b = _robot(tmp_path, "alpha", chroma_server, collection), _robot(tmp_path, "beta", chroma_server, collection)
     try:
@@ -241,6 +254,8 @@ def test_offline_queue_and_replay_after_server_restart(tmp_path):
     try:
         a.observe([obs(f"Apple|{i}", position=(i % 4, 0.9, 0.0), stamp=1.0) for i in range(20)])
         assert a.flush()
+        wire = _Wire()
+        a.link, wire.robots = wire, [b]
         server.kill()  # mid-run, as a crash would
         start = time.perf_counter()
         for step in range(30):  # keeps working: new objects and moves of known ones
@@ -249,6 +264,8 @@ def test_offline_queue_and_replay_after_server_restart(tmp_path):
         assert len(a.memory) == 40
         assert not a.flush(0.5)
         assert not a.status().online and a.status().pending > 0
+        b.poll()  # the live link still carries what alpha sees while the server is down
+        assert {f"Apple|{i}" for i in range(20, 40)} <= set(sg.object_ids(b.memory.graph))
         server = start_server(tmp_path / "db", port=port)  # same path, same port
         assert a.flush(15.0), a.status()
         records = raw_collection(server, "fleet").get(where={"robot_id": "alpha"}, include=["metadatas"])
@@ -407,19 +424,6 @@ def test_a_robot_without_a_map_takes_the_fleets_areas(tmp_path, chroma_server, c
     finally:
         a.close()
         b.close()
-
-
-class _Wire:
-    """A FleetLink between backends in this process, dropping what ``lose`` says (a lossy radio)."""
-
-    def __init__(self) -> None:
-        self.robots: list[ChromaBackend] = []
-        self.lose = False
-
-    def send(self, robot_id: str, payloads: list) -> None:
-        if not self.lose:
-            for robot in self.robots:
-                robot.receive(robot_id, payloads)
 
 
 def test_the_live_link_delivers_before_the_server_and_the_server_fills_its_gaps(tmp_path, chroma_server,  # noqa: F811
