@@ -430,8 +430,8 @@ def test_the_live_link_delivers_before_the_server_and_the_server_fills_its_gaps(
                                                                                collection, caplog):
     wire = _Wire()
     # pulls far apart: what arrives within a second came over the link
-    a = _robot(tmp_path, "alpha", chroma_server, collection, pull_interval_s=60.0)
-    b = _robot(tmp_path, "beta", chroma_server, collection, pull_interval_s=60.0)
+    a = _robot(tmp_path, "alpha", chroma_server, collection, pull_interval_s=60.0, live_pull_interval_s=60.0)
+    b = _robot(tmp_path, "beta", chroma_server, collection, pull_interval_s=60.0, live_pull_interval_s=60.0)
     a.link = b.link = wire
     wire.robots = [a, b]
     try:

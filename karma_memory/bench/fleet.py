@@ -481,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frame-hz", type=float, default=10.0, help="observations arrive in frames at this rate")
     parser.add_argument("--flush-interval", type=float, default=None, help="ChromaConfig.flush_interval_s")
     parser.add_argument("--pull-interval", type=float, default=None, help="ChromaConfig.pull_interval_s")
+    parser.add_argument("--live-pull-interval", type=float, default=None, help="ChromaConfig.live_pull_interval_s")
     parser.add_argument("--batch-size", type=int, default=None, help="ChromaConfig.batch_size")
     parser.add_argument("--link", choices=("ros", "none"), default="ros",
                         help="load part: the live link on a ROS topic beside the server (as the nodes), or none")
@@ -500,7 +501,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parts = set(args.parts.split(","))
     sync = {k: v for k, v in (("flush_interval_s", args.flush_interval), ("pull_interval_s", args.pull_interval),
-                              ("batch_size", args.batch_size)) if v is not None}
+                              ("live_pull_interval_s", args.live_pull_interval), ("batch_size", args.batch_size))
+            if v is not None}
     args.out.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="karma-fleet-bench-"))
     result: dict[str, Any] = {"embedder": args.embedder}

@@ -117,6 +117,8 @@ class ChromaConfig:
         batch_size: records per upsert; a full batch is sent at once.
         flush_interval_s: least time between two pushes (a full batch goes at once), seconds.
         pull_interval_s: how often other robots' changes are fetched, seconds.
+        live_pull_interval_s: the same while a live link is attached: the link brings changes at once, the
+            pull only fills what it lost, so it can be rare (which spares the server and the robot).
         pull_page_size: records per page when catching up on many changes.
         connect_timeout_s, request_timeout_s: HTTP timeouts, seconds; past them the server counts as down.
         retry_backoff_s, max_backoff_s: first and largest wait before reconnecting, seconds (doubles).
@@ -135,6 +137,7 @@ class ChromaConfig:
     batch_size: int = 128
     flush_interval_s: float = 0.2
     pull_interval_s: float = 0.2
+    live_pull_interval_s: float = 1.0
     pull_page_size: int = 5000
     connect_timeout_s: float = 1.0
     request_timeout_s: float = 10.0
@@ -154,8 +157,8 @@ class ChromaConfig:
         for name in ("batch_size", "pull_page_size"):
             if not 1 <= getattr(self, name) <= 100_000:
                 raise ConfigError(f"ChromaConfig.{name} must be in [1, 100000], got {getattr(self, name)!r}")
-        for name in ("flush_interval_s", "pull_interval_s", "connect_timeout_s", "request_timeout_s",
-                     "retry_backoff_s", "max_backoff_s", "discovery_interval_s"):
+        for name in ("flush_interval_s", "pull_interval_s", "live_pull_interval_s", "connect_timeout_s",
+                     "request_timeout_s", "retry_backoff_s", "max_backoff_s", "discovery_interval_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"ChromaConfig.{name} must be a positive number of seconds, got {value!r}")
@@ -631,7 +634,8 @@ class ChromaBackend:
             self._wait(flush_due)
 
     def _run_pulls(self) -> None:
-        """The pull thread: every ``pull_interval_s`` (from the start of the last pull), or at once when asked.
+        """The pull thread: every ``pull_interval_s`` (``live_pull_interval_s`` with a live link; from the start of
+        the last pull), or at once when asked.
 
         Pulls run beside pushes (a slow upsert never delays what this robot learns, and the other way round);
         on an error it hands the reconnection to the push thread and waits for it.
@@ -648,7 +652,8 @@ class ChromaBackend:
                 except Exception as err:  # noqa: BLE001 — as in _run
                     self._offline(err)
                     continue
-                next_pull = started + self.config.pull_interval_s
+                next_pull = started + (self.config.pull_interval_s if self.link is None
+                                       else self.config.live_pull_interval_s)
             self._pull_wake.wait(max(0.001, next_pull - time.monotonic()))
             self._pull_wake.clear()
 
