@@ -7,8 +7,10 @@ from typing import Iterator
 
 import pytest
 from karma_interfaces.msg import ObjectObservationArray, SceneGraph
+from rclpy.qos import ReliabilityPolicy
 
 from karma_memory.nodes.conversions import observations_from_msg
+from karma_memory.nodes.perception_node import TOPICS
 from karma_memory.nodes.qos import EVENTS, LATCHED
 from ros_fixtures import Probe, ros_session, start_stack
 
@@ -19,7 +21,10 @@ def ros() -> Iterator[None]:
 
 
 def test_perception_fills_an_empty_long_term_memory(ros: None, tmp_path: Path) -> None:
-    params = {"sim_bridge.rate_hz": 2.0, "long_term_memory.scene_objects": False, "long_term_memory.warm_up": False}
+    params = {"sim_bridge.rate_hz": 2.0, "long_term_memory.scene_objects": False, "long_term_memory.warm_up": False,
+              # reliable camera topics (the standard QoS override): a loaded machine must not lose every frame
+              **{f"perception.qos_overrides./{topic}.subscription.reliability": "reliable"
+                 for _, topic in TOPICS.values()}}
     stack = start_stack(tmp_path, ["sim_bridge", "perception", "long_term_memory"], params,
                         extra=["--observation-source", "perception"])
     probe = Probe("perception_probe")
@@ -30,6 +35,9 @@ def test_perception_fills_an_empty_long_term_memory(ros: None, tmp_path: Path) -
         assert not [n for n in graphs[0].nodes if n.level == n.OBJECT]  # the map only: areas, no objects
         assert probe.wait_for(lambda: any(n.level == n.OBJECT for n in graphs[-1].nodes), 30.0), stack.text()
         assert probe.wait_for(lambda: bool(arrays), 30.0), stack.text()  # discovery is slow on a loaded machine
+        readers = probe.node.get_subscriptions_info_by_topic("/camera/rgb/image_raw")
+        assert [r.qos_profile.reliability for r in readers if r.node_name == "perception"] == \
+            [ReliabilityPolicy.RELIABLE]  # the override took effect
         observed = observations_from_msg(arrays[-1])
         assert observed and {o.source for o in observed} == {"perception"}
         objects = {n.id: n for n in graphs[-1].nodes if n.level == n.OBJECT}

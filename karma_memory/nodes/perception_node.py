@@ -9,6 +9,7 @@ from typing import Any, Hashable, Mapping, Sequence
 from geometry_msgs.msg import PoseStamped
 from karma_interfaces.msg import InstanceLabels, ObjectObservationArray
 from rclpy.node import Node
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import UInt32
 from std_srvs.srv import Trigger
@@ -171,7 +172,9 @@ class PerceptionNode(Node):
                 callback = self._on_rgb
             else:
                 callback = lambda msg, name=name: self._on_message(name, msg)  # noqa: E731
-            self.create_subscription(kind, topic, callback, SENSOR_SUBSCRIBE)
+            # best effort by default (REP-2003); qos_overrides./<topic>.subscription.reliability etc. match a driver
+            self.create_subscription(kind, topic, callback, SENSOR_SUBSCRIBE,
+                                     qos_overriding_options=QoSOverridingOptions.with_default_policies())
         self.create_service(Trigger, "perception/reset", self._on_reset)
         self._publish_drops()
         self.get_logger().info("perception ready: waiting for camera frames")
