@@ -171,8 +171,8 @@ class ChromaConfig:
 @dataclass
 class FleetStatus:
     """What the backend did so far (counters since start: records pushed / pulled / merged / rejected, push
-    and pull requests made, records sent and received over the live link), whether the server is reachable, and how long its requests took lately
-    (ms, over the last 500 pushes / pulls)."""
+    and pull requests made, records sent and received over the live link), whether the server is
+    reachable, and how long its requests took lately (ms, over the last 500 pushes / pulls)."""
 
     backend: str
     robot_id: str = ""
