@@ -22,7 +22,7 @@ from karma_memory.core import scene_graph as sg
 from karma_memory.core.embedding import Embedder
 from karma_memory.core.errors import ConfigError, InvalidObservationError, MemoryFileError, UnknownObjectError
 from karma_memory.core.glosses import type_words
-from karma_memory.core.persistence import read_envelope_with_fallback, write_envelope
+from karma_memory.core.persistence import gc_paused, read_envelope_with_fallback, write_envelope
 from karma_memory.core.priors import receptacle_priors
 from karma_memory.core.thor_states import thor_states
 from karma_memory.core.types import ObjectObservation, ObservationKind, Relation
@@ -341,8 +341,9 @@ class LongTermMemory:
         target = Path(directory) if directory is not None else self.directory
         if target is None:
             raise ConfigError("LongTermMemory.save: no directory given and none configured")
-        data = sg.graph_to_data(self.graph)
-        return write_envelope(target / GRAPH_FILE, KIND, sg.SCHEMA_VERSION, data)
+        with gc_paused():
+            data = sg.graph_to_data(self.graph)
+            return write_envelope(target / GRAPH_FILE, KIND, sg.SCHEMA_VERSION, data)
 
     def load(self, directory: Path | str | None = None) -> Path:
         """Replace the in-memory graph with the saved one; on any error the current graph is kept.
@@ -355,13 +356,14 @@ class LongTermMemory:
         source = Path(directory) if directory is not None else self.directory
         if source is None:
             raise ConfigError("LongTermMemory.load: no directory given and none configured")
-        _, payload, used = read_envelope_with_fallback(source / GRAPH_FILE, KIND, sg.SCHEMA_VERSION)
-        try:
-            graph = sg.graph_from_data(payload)
-        except (InvalidObservationError, TypeError, ValueError, AttributeError, KeyError) as err:
-            raise MemoryFileError(f"{used}: the scene graph in it is malformed: {err}") from err
-        self.graph = graph
-        self._rebuild_caches()
+        with gc_paused():
+            _, payload, used = read_envelope_with_fallback(source / GRAPH_FILE, KIND, sg.SCHEMA_VERSION)
+            try:
+                graph = sg.graph_from_data(payload)
+            except (InvalidObservationError, TypeError, ValueError, AttributeError, KeyError) as err:
+                raise MemoryFileError(f"{used}: the scene graph in it is malformed: {err}") from err
+            self.graph = graph
+            self._rebuild_caches()
         return used
 
     def reset(self, keep_areas: bool = True) -> None:
