@@ -56,7 +56,7 @@ class KarmaClient:
             except Exception as err:  # noqa: BLE001 - a dead spinner would silently stop every answer
                 if not self._running or not self._executor.context.ok():
                     return
-                self.node.get_logger().error(f"executor error (still spinning): {err!r}")
+                self.node.get_logger().error(f"executor error (still spinning): {err!r}", throttle_duration_sec=5.0)
 
     def subscribe(self, kind: type, topic: str, qos: QoSProfile | int = 10) -> list[Any]:
         """Record every message of ``topic``; returns the (live) list."""
