@@ -106,13 +106,17 @@ class KarmaClient:
         """Send a goal and wait for its result: (status, result, feedback messages).
 
         ``cancel_when(feedback so far)`` returning True cancels the goal (the server stops at the next step).
+        The feedback list stays live: ROS does not order feedback and result, so the last feedback messages
+        may arrive just after the result (``wait_for(lambda: len(feedback) >= n)``).
         """
         client = self.wait_for_action(kind, name, timeout)
         feedback: list[Any] = []
         accepted: list[Any] = []
 
         def keep(message: Any) -> None:
-            feedback.append(message.feedback)
+            with self._cond:
+                feedback.append(message.feedback)
+                self._cond.notify_all()
             if on_feedback is not None:
                 on_feedback(message.feedback)
             if cancel_when is not None and accepted and cancel_when(feedback):

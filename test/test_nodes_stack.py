@@ -102,12 +102,21 @@ def test_latched_state_and_markers_reach_a_late_subscriber(probe: Probe) -> None
     assert {"objects", "object_labels", "areas", "navigability", "relations"} <= namespaces
 
 
+def test_a_late_subscriber_gets_the_current_view_without_waiting_for_a_change(probe: Probe) -> None:
+    # the sim bridge sends observations on change only; nothing has changed since it started
+    late = probe.subscribe(ObjectObservationArray, f"{NS}/observations", EVENTS)
+    assert probe.wait_for(lambda: bool(late), 15.0)
+    assert {o.source for o in late[0].observations} == {"sim_metadata"} and len(late[0].observations) > 3
+
+
 def test_execute_skill_moves_the_robot_and_updates_the_graph(probe: Probe, stack: StackProcess) -> None:
     before = _graph(probe).version
     status, result, feedback = probe.run_action(ExecuteSkill, f"{NS}/execute_skill",
                                                 ExecuteSkill.Goal(skill="GoToObject", args_json='{"object": "Fridge"}'))
     assert result.success, result.message
     assert result.object_id.startswith("Fridge|") and result.steps > 0 and result.sim_time_s > 0, result
+    # feedback and result travel separately (no order between them): the last feedback may follow the result
+    assert probe.wait_for(lambda: len(feedback) >= 2, 5.0)
     assert [f.status.split(" ")[0] for f in feedback] == ["running", "finished"], feedback
     # snapshots are throttled to a CPU duty (seconds apart on a loaded machine); every observation bumps the version
     assert probe.wait_for(lambda: _graph(probe).version > before, 20.0), (before, stack.text()[-3000:])
@@ -124,6 +133,7 @@ def test_execute_task_plans_acts_and_fills_both_memories(probe: Probe) -> None:
     skills = [s.skill for s in result.steps]
     assert result.success, (result.message, skills)
     assert {"PickupObject", "PutObject"} <= set(skills) and all(s.success for s in result.steps)
+    assert probe.wait_for(lambda: len(feedback) >= len(skills), 5.0)  # feedback may trail the result
     assert [f.step.skill for f in feedback] == skills and [f.current_step for f in feedback] == list(range(len(skills)))
     assert result.sim_time_s == pytest.approx(sum(s.sim_time_s for s in result.steps))
     assert json.loads(result.steps[skills.index("PickupObject")].args_json)["object"].startswith("Apple")

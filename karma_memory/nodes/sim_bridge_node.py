@@ -10,6 +10,7 @@ from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion
 from karma_interfaces.action import ExecuteSkill
 from karma_interfaces.msg import InstanceLabels, ObjectObservationArray
 from rclpy.action import ActionServer
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -84,7 +85,10 @@ class SimBridgeNode(Node):
             ("instances", Image, "camera/instances/image_raw"), ("labels", InstanceLabels, "camera/instances/labels"),
             ("camera_info", CameraInfo, "camera/camera_info"), ("pose", PoseStamped, "camera/pose"),
             ("base", PoseStamped, "base/pose"))}
-        self.obs_pub = self.create_publisher(ObjectObservationArray, "observations", EVENTS)
+        # observations go out on change only, so a memory node that joins late would wait for the next
+        # change: every newly matched subscriber gets the current view at once
+        self.obs_pub = self.create_publisher(ObjectObservationArray, "observations", EVENTS,
+                                             event_callbacks=PublisherEventCallbacks(matched=self._on_matched))
         self.last_digest: tuple | None = None
         self.timer = None
         self._on_params(v, {})
@@ -99,6 +103,12 @@ class SimBridgeNode(Node):
             self.timer = None
         if values["rate_hz"] > 0:
             self.timer = self.create_timer(1.0 / values["rate_hz"], self.publish_state)
+
+    def _on_matched(self, info: Any) -> None:
+        if info.current_count_change > 0:
+            self.last_digest = None  # the next publish_state sends the view again
+            if self.timer is None:
+                self.publish_state()
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
