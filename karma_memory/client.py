@@ -7,10 +7,11 @@ import time
 from typing import Any, Callable
 
 import rclpy
-from rclpy.action import ActionClient
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
+
+from karma_memory.nodes.action_client import ActionClient
 
 __all__ = ["KarmaClient"]
 

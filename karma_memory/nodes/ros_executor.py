@@ -13,7 +13,6 @@ from typing import Any, Callable
 
 from karma_interfaces.action import ExecuteSkill
 from karma_interfaces.msg import ObjectObservationArray
-from rclpy.action import ActionClient
 from rclpy.callback_groups import CallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.task import Future
@@ -22,6 +21,7 @@ from karma_memory.core.errors import KarmaMemoryError
 from karma_memory.core.skills import SkillCall, SkillResult
 from karma_memory.core.types import ObjectObservation, ObservationKind
 from karma_memory.nodes import conversions as cv
+from karma_memory.nodes.action_client import ActionClient
 from karma_memory.nodes.qos import EVENTS
 
 __all__ = ["RosSkillExecutor", "thor_object_from_observation", "is_sensor_array", "wait_future"]
