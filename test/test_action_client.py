@@ -81,3 +81,54 @@ def test_the_fix_is_still_needed(ros: None, slow_futures: None) -> None:
     """When rclpy's own client stops losing goals here, drop karma_memory.nodes.action_client."""
     answered, _ = _send_many(RclpyActionClient, 5)  # lost: never answered, or send_goal_async raised
     assert answered < 5, "rclpy's send_goal_async no longer races: remove karma_memory.nodes.action_client"
+
+
+def _feedback_received(client_type: type) -> list[str]:
+    """A goal whose 3 feedback messages and result all wait in the client's queues before it spins again."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    def run(handle):  # noqa: ANN001, ANN202 — the server side of one goal
+        time.sleep(0.3)  # after the client has its goal handle
+        for step in range(3):
+            handle.publish_feedback(ExecuteSkill.Feedback(status=f"step {step}"))
+        handle.succeed()
+        return ExecuteSkill.Result(success=True)
+
+    server_node, client_node = rclpy.create_node("trail_server"), rclpy.create_node("trail_client")
+    ActionServer(server_node, ExecuteSkill, "trail", run)
+    server = MultiThreadedExecutor(num_threads=2)
+    server.add_node(server_node)
+    threading.Thread(target=server.spin, daemon=True).start()
+    client = client_type(client_node, ExecuteSkill, "trail")
+    spinner = SingleThreadedExecutor()
+    spinner.add_node(client_node)
+    received: list[str] = []
+    try:
+        assert client.wait_for_server(timeout_sec=10.0)
+        time.sleep(0.5)  # let discovery match the feedback topic both ways
+        sent = client.send_goal_async(ExecuteSkill.Goal(skill="GoToObject"),
+                                      feedback_callback=lambda msg: received.append(msg.feedback.status))
+        spinner.spin_until_future_complete(sent, timeout_sec=10.0)
+        result = sent.result().get_result_async()
+        time.sleep(1.0)  # the goal runs meanwhile; nothing is taken on the client side
+        spinner.spin_until_future_complete(result, timeout_sec=10.0)
+        assert result.result().result.success
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            spinner.spin_once(timeout_sec=0.05)
+    finally:
+        server.shutdown()
+        spinner.shutdown()
+        client.destroy()
+        server_node.destroy_node()
+        client_node.destroy_node()
+    return received
+
+
+def test_feedback_that_trails_the_result_reaches_the_goal(ros: None) -> None:
+    assert _feedback_received(ActionClient) == ["step 0", "step 1", "step 2"]
+
+
+def test_rclpy_still_drops_feedback_that_trails_the_result(ros: None) -> None:
+    """When rclpy's own client keeps it, drop that part of karma_memory.nodes.action_client."""
+    assert len(_feedback_received(RclpyActionClient)) < 3

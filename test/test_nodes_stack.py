@@ -133,7 +133,7 @@ def test_execute_task_plans_acts_and_fills_both_memories(probe: Probe) -> None:
     skills = [s.skill for s in result.steps]
     assert result.success, (result.message, skills)
     assert {"PickupObject", "PutObject"} <= set(skills) and all(s.success for s in result.steps)
-    assert probe.wait_for(lambda: len(feedback) >= len(skills), 5.0)  # feedback may trail the result
+    assert probe.wait_for(lambda: len(feedback) >= len(skills), 5.0), (feedback, skills)  # may trail the result
     assert [f.step.skill for f in feedback] == skills and [f.current_step for f in feedback] == list(range(len(skills)))
     assert result.sim_time_s == pytest.approx(sum(s.sim_time_s for s in result.steps))
     assert json.loads(result.steps[skills.index("PickupObject")].args_json)["object"].startswith("Apple")
