@@ -179,11 +179,15 @@ def test_an_observation_on_robot1_reaches_robot2s_scene_graph(probe: Probe, chro
 def test_the_live_topic_carries_records_and_bad_messages_are_dropped(probe: Probe,  # noqa: F811
                                                                     stacks: dict[str, tuple[StackProcess, Path]]
                                                                     ) -> None:
+    # what robot1 sends before DDS matched robot2's reader is lost on the topic (the pull brings it): a few
+    # objects, until one came live
     received = _status(probe, "robot2")["live_received"]
-    _observe(probe, "robot1", "Mug|4", 1.0, 1.7e9 + 5)
-    assert probe.wait_for(lambda: _node(probe, "robot2", "Mug|4") is not None, 15.0)
-    assert probe.wait_for(lambda: _status(probe, "robot2")["live_received"] > received, 5.0)
-    assert _status(probe, "robot1")["live_sent"] >= 1
+    for k in range(10):
+        _observe(probe, "robot1", f"Mug|{40 + k}", 1.0, 1.7e9 + 5 + k / 100)
+        assert probe.wait_for(lambda k=k: _node(probe, "robot2", f"Mug|{40 + k}") is not None, 15.0)
+        if probe.wait_for(lambda: _status(probe, "robot2")["live_received"] > received, 2.0):
+            break
+    assert _status(probe, "robot2")["live_received"] > received and _status(probe, "robot1")["live_sent"] >= 1
     # malformed messages on the fleet's topic: logged, dropped, never merged; the nodes keep serving
     rid, meta, _ = to_wire(ObjectRecord("Ghost|1", "robot1", 1, True, "Ghost", (1.0, 0.9, 1.0),
                                         fields={f: (1.7e9 + 6, "robot1", 1) for f in FIELDS}))
@@ -203,7 +207,12 @@ def test_the_live_topic_carries_records_and_bad_messages_are_dropped(probe: Prob
     assert all(process.proc.poll() is None for process, _ in stacks.values())
 
 
+ROBOT1_OBJECTS = {"Apple|7"}  # what the tests had robot1 observe (its records on the server)
+
+
 def _observe(probe: Probe, robot: str, object_id: str, x: float, stamp: float) -> None:
+    if robot == "robot1":
+        ROBOT1_OBJECTS.add(object_id)
     observation = ObjectObservation(object_id=object_id, object_type=object_id.split("|")[0],
                                     kind=ObjectObservation.ADDED, position=Point(x=x, y=-0.25, z=0.9), source="test",
                                     movable=True)
@@ -233,8 +242,7 @@ def test_kill_9_memory_node_restarts_from_its_copy_and_the_server(probe: Probe, 
     assert probe.wait_for(lambda: _node(probe, "robot2", "Apple|8") is not None, 10.0)
     assert _node(probe, "robot1", "Bowl|3").robot_id == "robot2"
     records = raw_collection(chroma_server, COLLECTION).get(where={"robot_id": "robot1"}, include=["metadatas"])
-    assert sorted(records["ids"]) == ["Apple|7@robot1", "Apple|8@robot1", "Mug|4@robot1",
-                                      "Mug|5@robot1"]  # each once, however often replayed
+    assert sorted(records["ids"]) == sorted(f"{o}@robot1" for o in ROBOT1_OBJECTS)  # each once, however often replayed
 
 
 def test_shutdown_flushes_and_saves_the_fleet_watermarks(probe: Probe,
