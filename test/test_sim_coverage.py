@@ -27,6 +27,12 @@ def md_obj(c, oid):
     return next(o for o in c.last_event.metadata["objects"] if o["objectId"] == oid)
 
 
+def go_to_remembered(c, ex, oid):
+    """GoToObject after the executor remembers ``oid`` at its box centre (as if seen there before)."""
+    ex.remember(oid, tuple(md_obj(c, oid)["axisAlignedBoundingBox"]["center"][k] for k in "xyz"))
+    return ex.execute(SkillCall("GoToObject", {"object": oid}))
+
+
 def teleport(c, x, z, yaw, horizon):
     event = c.step("TeleportFull", position={"x": x, "y": 0.9, "z": z}, rotation=yaw, horizon=horizon)
     assert event.metadata["lastActionSuccess"], event.metadata["errorMessage"]
@@ -130,8 +136,7 @@ def test_shelving_unit_does_not_hide_what_is_on_its_shelves():
     c = EmbeddedController("FloorPlan1", render_images=False)
     ex = SimSkillExecutor(c)
     vase = "Vase|+01.56|+00.56|-02.50"
-    ex.remember(vase, tuple(md_obj(c, vase)["axisAlignedBoundingBox"]["center"][k] for k in "xyz"))
-    r = ex.execute(SkillCall("GoToObject", {"object": vase}))
+    r = go_to_remembered(c, ex, vase)
     assert r.success and md_obj(c, vase)["visible"], r.message
 
 
@@ -139,8 +144,7 @@ def test_shower_glass_is_see_through():
     c = EmbeddedController("FloorPlan411", render_images=False)
     ex = SimSkillExecutor(c)
     head = next(o for o in c.last_event.metadata["objects"] if o["objectType"] == "ShowerHead")
-    ex.remember(head["objectId"], tuple(head["axisAlignedBoundingBox"]["center"][k] for k in "xyz"))
-    r = ex.execute(SkillCall("GoToObject", {"object": head["objectId"]}))
+    r = go_to_remembered(c, ex, head["objectId"])
     assert r.success and md_obj(c, head["objectId"])["visible"], r.message
     assert ex.execute(SkillCall("ToggleOn", {"object": head["objectId"]})).success
 
@@ -165,8 +169,7 @@ def test_apple_in_an_open_fridge_is_visible_and_on_a_shelf():
     c.disturb(FP1_APPLE, FP1_FRIDGE)
     apple = md_obj(c, FP1_APPLE)
     assert apple["axisAlignedBoundingBox"]["center"]["y"] - c.scene.floor_y == pytest.approx(0.95, abs=0.1)
-    ex.remember(FP1_APPLE, tuple(apple["axisAlignedBoundingBox"]["center"][k] for k in "xyz"))
-    r = ex.execute(SkillCall("GoToObject", {"object": FP1_APPLE}))
+    r = go_to_remembered(c, ex, FP1_APPLE)
     assert r.success and "inside closed" in r.message and not md_obj(c, FP1_APPLE)["visible"]
     assert ex.execute(SkillCall("OpenObject", {"object": FP1_FRIDGE})).success
     r = ex.execute(SkillCall("GoToObject", {"object": FP1_APPLE}))
@@ -221,8 +224,7 @@ def test_goto_steps_back_from_an_overhanging_counter():
     c = EmbeddedController("FloorPlan30", render_images=False)
     ex = SimSkillExecutor(c)
     drawer = "Drawer|-00.86|+00.77|+00.66"
-    ex.remember(drawer, tuple(md_obj(c, drawer)["axisAlignedBoundingBox"]["center"][k] for k in "xyz"))
-    r = ex.execute(SkillCall("GoToObject", {"object": drawer}))
+    r = go_to_remembered(c, ex, drawer)
     assert r.success and md_obj(c, drawer)["visible"], r.message
     agent = c.last_event.metadata["agent"]["position"]
     assert math.hypot(agent["x"] + 0.86, agent["z"] - 0.66) > 0.9  # not from the cell right in front
